@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// Builds the executables: one esbuild bundle per program in dist/, started by the small launchers in bin/.
+// The CNI plugin is bundled with all its code so that it starts fast (it runs once per pod ADD/DEL).
+import { build } from "esbuild";
+import { existsSync } from "node:fs";
+
+const entries = [
+  { entry: "src/cli/flanneld-main.ts", out: "dist/flanneld.js", external: true },
+  { entry: "src/cni/main.ts", out: "dist/flannel.js", external: false },
+  { entry: "src/cli/flannelctl-main.ts", out: "dist/flannelctl.js", external: true },
+];
+
+for (const e of entries) {
+  if (!existsSync(e.entry)) {
+    console.error(`build: skipping ${e.out} (${e.entry} does not exist yet)`);
+    continue;
+  }
+  await build({
+    entryPoints: [e.entry],
+    outfile: e.out,
+    bundle: true,
+    platform: "node",
+    format: "esm",
+    target: "node20",
+    sourcemap: "linked",
+    // Native and data-file-loading packages (koffi, etcd3's gRPC protos) stay in node_modules.
+    packages: e.external ? "external" : undefined,
+    external: e.external ? [] : ["koffi"],
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    logLevel: "warning",
+  });
+  console.error(`build: ${e.out}`);
+}

@@ -1,0 +1,209 @@
+// The side-effect boundary: everything flannel-ts asks of the kernel goes through these ports.
+// Two implementations exist: the rtnetlink adapter over koffi (netlink/) and FakeKernel (fake-kernel.ts) for
+// tests without root. Both must behave the same; contract tests run one scenario on each and compare.
+//
+// Calls are synchronous: a netlink request is answered by the kernel inside send/recv (~30 µs per route),
+// which keeps batches simple and ordered. Every call acts on the network namespace of the current process.
+//
+// Contracts shared by all ports:
+// - `replace*` / `ensure*` are idempotent (create or overwrite).
+// - `delete*` succeeds when the thing is already absent.
+// - Failures throw KernelError with the errno name (`EEXIST`, `ENODEV`, `EPERM`, ...) in `errno`.
+
+import type { Family, IpAddr } from "../ip/addr.ts";
+import type { IfAddr, IpNet } from "../ip/net.ts";
+
+export class KernelError extends Error {
+  readonly code = "KERNEL";
+  constructor(
+    /** errno name, e.g. "EEXIST"; "EUNKNOWN" when the kernel gave a number we do not name. */
+    readonly errno: string,
+    /** What was being done, e.g. "add route 10.244.2.0/24 via 10.244.2.0 dev flannel.1". */
+    readonly op: string,
+  ) {
+    super(`${op}: ${errno}`);
+    this.name = "KernelError";
+  }
+}
+
+export interface VxlanAttrs {
+  vni: number;
+  /** Local (source) address of the tunnel; null when unset. */
+  local: IpAddr | null;
+  /** Underlay device index (`dev` in `ip link add ... type vxlan`); 0 when unset. */
+  vtepIndex: number;
+  /** UDP destination port; 0 means the kernel default (8472 on Linux). */
+  port: number;
+  learning: boolean;
+  gbp: boolean;
+  group: IpAddr | null;
+  l2miss: boolean;
+  l3miss: boolean;
+}
+
+export interface Link {
+  index: number;
+  name: string;
+  /** IFLA_INFO_KIND: "vxlan", "bridge", "veth", "tun", ...; "" for devices without one (e.g. lo). */
+  kind: string;
+  mtu: number;
+  /** "aa:bb:cc:dd:ee:ff" (lower case); "" for devices without a hardware address. */
+  mac: string;
+  /** IFF_UP is set (administratively up). */
+  up: boolean;
+  /** IFLA_OPERSTATE as text: "up", "down", "unknown", ... */
+  operState: string;
+  /** Index of the bridge this link is enslaved to, 0 when none. */
+  masterIndex: number;
+  vxlan?: VxlanAttrs;
+}
+
+export interface VxlanSpec {
+  name: string;
+  vni: number;
+  local: IpAddr | null;
+  vtepIndex: number;
+  port: number;
+  learning: boolean;
+  gbp: boolean;
+  mtu?: number;
+  mac?: string;
+}
+
+export interface Links {
+  list(): Link[];
+  /** The link with that name, or undefined. */
+  get(name: string): Link | undefined;
+  getByIndex(index: number): Link | undefined;
+  /** Creates a vxlan device (down). Throws KernelError EEXIST when the name is taken. */
+  addVxlan(spec: VxlanSpec): Link;
+  /** Creates a bridge device (down). Throws EEXIST when the name is taken. */
+  addBridge(name: string, mtu?: number): Link;
+  /** Deletes the link; succeeds when it does not exist. */
+  delete(name: string): void;
+  setUp(name: string): void;
+  setMtu(name: string, mtu: number): void;
+  setMac(name: string, mac: string): void;
+}
+
+export interface Addr {
+  linkIndex: number;
+  addr: IfAddr;
+  /** RT_SCOPE_*: 0 universe, 253 link, 254 host. */
+  scope: number;
+  /** IFA_F_* flags (permanent 0x80, deprecated 0x20, temporary/secondary 0x01, ...). */
+  flags: number;
+}
+
+export interface Addrs {
+  list(opts?: { linkIndex?: number; family?: Family }): Addr[];
+  /** Adds the address; succeeds when it is already there. */
+  add(linkIndex: number, addr: IfAddr): void;
+  /** Deletes the address; succeeds when it is absent. */
+  delete(linkIndex: number, addr: IfAddr): void;
+}
+
+export type RouteType = "unicast" | "blackhole" | "local" | "broadcast" | "unreachable" | "prohibit" | "other";
+
+export interface Route {
+  family: Family;
+  /** Destination; null is the default route (0.0.0.0/0 or ::/0). */
+  dst: IpNet | null;
+  gw?: IpAddr;
+  linkIndex?: number;
+  /** RTNH_F_ONLINK: the gateway is on the link even though no address says so. */
+  onlink?: boolean;
+  /** Routing table; defaults to main (254). */
+  table?: number;
+  type?: RouteType;
+  /** RT_SCOPE_*; defaults to universe (0) for routes with a gateway, link (253) without. */
+  scope?: number;
+  /** RTPROT_*; defaults to boot (3), as iproute2. */
+  protocol?: number;
+  src?: IpAddr;
+  metric?: number;
+}
+
+export interface Routes {
+  /** Routes of one family in one table (default main). */
+  list(opts: { family: Family; table?: number }): Route[];
+  /** NLM_F_CREATE|NLM_F_REPLACE: `ip route replace`. */
+  replace(route: Route): void;
+  /** `ip route del`; succeeds when no such route exists. */
+  delete(route: Route): void;
+  /** `ip route get <dst>`: the route the kernel would use, with `src` and `linkIndex` filled in. */
+  get(dst: IpAddr): Route;
+}
+
+export interface Neighbour {
+  linkIndex: number;
+  ip: IpAddr;
+  mac: string;
+  /** NUD_* state, e.g. 0x80 permanent. */
+  state: number;
+}
+
+export interface Neighbours {
+  list(opts: { linkIndex?: number; family: Family }): Neighbour[];
+  /** `ip neigh replace <ip> lladdr <mac> dev <link> nud permanent`. */
+  replace(n: { linkIndex: number; ip: IpAddr; mac: string }): void;
+  /** Succeeds when absent. */
+  delete(n: { linkIndex: number; ip: IpAddr }): void;
+}
+
+export interface FdbEntry {
+  linkIndex: number;
+  mac: string;
+  /** Remote VTEP address (NDA_DST); null for entries without one. */
+  dst: IpAddr | null;
+}
+
+export interface Fdb {
+  list(opts: { linkIndex?: number }): FdbEntry[];
+  /** `bridge fdb replace <mac> dev <link> dst <dst> self permanent`. */
+  replace(e: { linkIndex: number; mac: string; dst: IpAddr }): void;
+  /** Succeeds when absent. */
+  delete(e: { linkIndex: number; mac: string; dst: IpAddr }): void;
+}
+
+export interface Sysctl {
+  /** Reads e.g. "net/ipv4/ip_forward"; undefined when the file does not exist. */
+  get(path: string): string | undefined;
+  set(path: string, value: string): void;
+}
+
+export type KernelEvent =
+  | { type: "link-deleted"; index: number; name: string }
+  | { type: "link-added"; link: Link }
+  | { type: "route-deleted"; route: Route }
+  | { type: "neigh-deleted"; family: Family | "bridge"; linkIndex: number }
+  /** The notification socket overflowed (ENOBUFS): state may have changed unseen; re-read and reconcile. */
+  | { type: "overflow" };
+
+export interface KernelEvents {
+  /**
+   * Delivers link, route and neighbour/FDB change notifications until `signal` aborts.
+   * Never blocks the event loop. An overflow is reported as an event, never thrown.
+   */
+  subscribe(onEvent: (ev: KernelEvent) => void, signal: AbortSignal): void;
+}
+
+/** All kernel ports together, as the composition root hands them out. */
+export interface Kernel {
+  links: Links;
+  addrs: Addrs;
+  routes: Routes;
+  neighbours: Neighbours;
+  fdb: Fdb;
+  sysctl: Sysctl;
+  events: KernelEvents;
+}
+
+export const NUD_PERMANENT = 0x80;
+export const RT_TABLE_MAIN = 254;
+export const RT_SCOPE_UNIVERSE = 0;
+export const RT_SCOPE_LINK = 253;
+export const RT_SCOPE_HOST = 254;
+export const IFA_F_SECONDARY = 0x01;
+export const IFA_F_DEPRECATED = 0x20;
+export const IFA_F_PERMANENT = 0x80;
