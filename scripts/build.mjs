@@ -26,7 +26,9 @@ for (const e of entries) {
     // Native and data-file-loading packages (koffi, etcd3's gRPC protos) stay in node_modules.
     packages: e.external ? "external" : undefined,
     external: e.external ? [] : ["koffi"],
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
     logLevel: "warning",
   });
   console.error(`build: ${e.out}`);

@@ -16,7 +16,8 @@ export class IpAddr {
 
   static of(family: Family, value: bigint): IpAddr {
     const max = (1n << BigInt(BITS[family])) - 1n;
-    if (value < 0n || value > max) throw new RangeError(`Value ${value} does not fit an IPv${family} address`);
+    if (value < 0n || value > max)
+      throw new RangeError(`Value ${value} does not fit an IPv${family} address`);
     return new IpAddr(family, value);
   }
 
@@ -38,7 +39,8 @@ export class IpAddr {
   }
 
   static fromBytes(bytes: Uint8Array): IpAddr {
-    if (bytes.length !== 4 && bytes.length !== 16) throw new RangeError(`IP address of ${bytes.length} bytes`);
+    if (bytes.length !== 4 && bytes.length !== 16)
+      throw new RangeError(`IP address of ${bytes.length} bytes`);
     let v = 0n;
     for (const b of bytes) v = (v << 8n) | BigInt(b);
     return new IpAddr(bytes.length === 4 ? 4 : 6, v);
@@ -171,7 +173,7 @@ function formatIPv6(v: bigint): string {
   // Longest run of two or more zero groups (first one on a tie) becomes "::" (RFC 5952, as Go prints).
   let bestStart = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== 0) {
       i++;
       continue;

@@ -11,7 +11,11 @@ export interface CommandResult {
 
 export interface CommandRunner {
   /** Runs `file args...` with optional stdin; resolves with the exit code (never rejects on non-zero). */
-  run(file: string, args: readonly string[], opts?: { stdin?: string; env?: NodeJS.ProcessEnv }): Promise<CommandResult>;
+  run(
+    file: string,
+    args: readonly string[],
+    opts?: { stdin?: string; env?: NodeJS.ProcessEnv },
+  ): Promise<CommandResult>;
 }
 
 export class ExecCommandRunner implements CommandRunner {

@@ -103,7 +103,8 @@ export interface Addrs {
   delete(linkIndex: number, addr: IfAddr): void;
 }
 
-export type RouteType = "unicast" | "blackhole" | "local" | "broadcast" | "unreachable" | "prohibit" | "other";
+export type RouteType =
+  "unicast" | "blackhole" | "local" | "broadcast" | "unreachable" | "prohibit" | "other";
 
 export interface Route {
   family: Family;
