@@ -189,6 +189,11 @@ describe("selectExternalInterface with --iface", () => {
     );
   });
 
+  it("treats an empty value as the default-route interface, as upstream", () => {
+    assert.equal(select(twoNics(), { iface: [""] }).ext.iface.name, "eth0");
+    assert.equal(select(twoNics(), { ifaceRegex: [""] }).ext.iface.name, "eth0");
+  });
+
   it("goes on to the regexes after every --iface missed", () => {
     const { ext } = select(twoNics(), { iface: ["eth9"], ifaceRegex: ["^192\\."] });
     assert.equal(ext.iface.name, "eth1");

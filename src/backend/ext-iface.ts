@@ -88,14 +88,15 @@ export function selectExternalInterface(
 
   for (const value of opts.iface) {
     try {
-      return lookup(ctx, { by: "name-or-ip", value });
+      // An empty value selects nothing specific: upstream then falls through to the default route.
+      return lookup(ctx, value === "" ? { by: "default" } : { by: "name-or-ip", value });
     } catch (err) {
       logger.info(`Could not find valid interface matching ${value}: ${errorMessage(err)}`);
     }
   }
   for (const pattern of opts.ifaceRegex) {
     try {
-      return lookup(ctx, { by: "regex", pattern });
+      return lookup(ctx, pattern === "" ? { by: "default" } : { by: "regex", pattern });
     } catch (err) {
       logger.info(`Could not find valid interface matching ${pattern}: ${errorMessage(err)}`);
     }
