@@ -1,0 +1,261 @@
+// etcd key names and values for leases, byte-compatible with upstream flanneld (pkg/subnet/subnet.go
+// ParseSubnetKey/MakeSubnetKey, pkg/lease/lease.go LeaseAttrs), because upstream and flannel-ts nodes
+// share one etcd and must read each other's leases.
+//
+// Design notes:
+// - Key parsing reproduces upstream's regex exactly, including its quirks: anchored at the end only (text
+//   before the address is ignored), the unescaped `.` between the last octets, IPv4 prefix lengths parsed
+//   with bit size 5 (0..31, so a /32 key is not a lease) and IPv6 with bit size 7 (0..127), lower-case hex.
+//   One deliberate difference: a key whose address has host bits set (only possible by hand) is rejected,
+//   because IpNet always masks and writing it back would address a different key.
+// - Lease values are Go `encoding/json` output: fields in struct order, `PublicIP` always present,
+//   `PublicIPv6` null when unset, the rest omitted when empty; BackendData is kept as the raw JSON text and
+//   compacted the way Go's Marshal compacts a json.RawMessage (whitespace dropped, `<`, `>`, `&`, U+2028 and
+//   U+2029 inside strings escaped, everything else byte for byte).
+// - Decoding follows Go's Unmarshal: case-insensitive field names, the last duplicate wins, unknown fields
+//   ignored. It never throws: a bad value comes back as an error result so a watcher can log and go on.
+
+import { IpAddr } from "../../ip/addr.ts";
+import { IpNet } from "../../ip/net.ts";
+import type { LeaseAttrs } from "../../lease/lease.ts";
+
+// Same pattern as upstream's subnetRegex (Go RE2 and JS agree on it: ASCII \d, leftmost match).
+const SUBNET_KEY_RE = /(\d+\.\d+.\d+.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
+
+export interface SubnetKey {
+  subnet: IpNet;
+  ipv6Subnet: IpNet | null;
+}
+
+/** Go strconv.ParseUint(s, 10, bits): digits only (the regex guarantees it), value < 2^bits. */
+function parseUintBits(text: string, bits: number): number | undefined {
+  const n = Number(text);
+  return Number.isSafeInteger(n) && n < 2 ** bits ? n : undefined;
+}
+
+/** Parses the last path element of a lease key (`10.5.52.0-24`, `10.12.13.0-24&fd00:12:13::-56`); null if it is not one. */
+export function parseSubnetKey(key: string): SubnetKey | null {
+  const m = SUBNET_KEY_RE.exec(key);
+  if (!m || m[1] === undefined || m[2] === undefined) return null;
+  const ip4 = IpAddr.tryParse(m[1]);
+  const len4 = parseUintBits(m[2], 5);
+  if (ip4 === undefined || ip4.family !== 4 || len4 === undefined) return null;
+  const subnet = IpNet.of(ip4, len4);
+  if (!subnet.ip.equals(ip4)) return null;
+  if (m[3] === undefined || m[3] === "") return { subnet, ipv6Subnet: null };
+  const ip6 = IpAddr.tryParse(m[3]);
+  const len6 = m[4] === undefined ? undefined : parseUintBits(m[4], 7);
+  if (ip6 === undefined || ip6.family !== 6 || len6 === undefined) return null;
+  const ipv6Subnet = IpNet.of(ip6, len6);
+  if (!ipv6Subnet.ip.equals(ip6)) return null;
+  return { subnet, ipv6Subnet };
+}
+
+/** The key element for a lease: `10.5.52.0-24`, or `10.12.13.0-24&fd00:12:13::-56` with an IPv6 subnet. */
+export function makeSubnetKey(subnet: IpNet, ipv6Subnet: IpNet | null): string {
+  const v4 = `${subnet.ip.toString()}-${subnet.prefixLen}`;
+  return ipv6Subnet === null ? v4 : `${v4}&${ipv6Subnet.ip.toString()}-${ipv6Subnet.prefixLen}`;
+}
+
+/** Joins the etcd prefix and a path the way Go's path.Join does for these keys (no doubled slashes). */
+export function joinKey(prefix: string, ...parts: string[]): string {
+  const joined = [prefix, ...parts].filter((p) => p !== "").join("/");
+  const cleaned = joined.replace(/\/{2,}/g, "/").replace(/\/$/, "");
+  return cleaned === "" ? "/" : cleaned;
+}
+
+// --- JSON, the Go way -----------------------------------------------------------------------------
+
+const HTML_ESCAPES: Record<string, string> = {
+  "<": "\\u003c",
+  ">": "\\u003e",
+  "&": "\\u0026",
+  "\u2028": "\\u2028",
+  "\u2029": "\\u2029",
+};
+
+/** A string as Go's json.Marshal writes it (HTML-safe escaping, \b \f \n \r \t short forms). */
+export function goJsonString(s: string): string {
+  let out = '"';
+  for (const ch of s) {
+    const c = ch.codePointAt(0) ?? 0;
+    if (ch === '"') out += '\\"';
+    else if (ch === "\\") out += "\\\\";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (ch === "\b") out += "\\b";
+    else if (ch === "\f") out += "\\f";
+    else if (c < 0x20) out += `\\u00${c.toString(16).padStart(2, "0")}`;
+    else if (HTML_ESCAPES[ch] !== undefined) out += HTML_ESCAPES[ch];
+    else if (c >= 0xd800 && c <= 0xdfff)
+      out += "\ufffd"; // lone surrogate: Go writes U+FFFD
+    else out += ch;
+  }
+  return `${out}"`;
+}
+
+/**
+ * Compacts valid JSON text as Go's Marshal does for a json.RawMessage: insignificant whitespace removed,
+ * string contents and numbers kept as written except for HTML-unsafe characters.
+ */
+export function goCompactJson(text: string): string {
+  let out = "";
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i] as string;
+    if (inString) {
+      if (ch === "\\") {
+        out += ch + (text[i + 1] ?? "");
+        i++;
+      } else {
+        if (ch === '"') inString = false;
+        out += HTML_ESCAPES[ch] ?? ch;
+      }
+    } else if (ch === " " || ch === "\t" || ch === "\n" || ch === "\r") {
+      continue;
+    } else {
+      if (ch === '"') inString = true;
+      out += ch;
+    }
+  }
+  return out;
+}
+
+/** Index just past the JSON value that starts at `i` (text already validated by JSON.parse). */
+function skipValue(text: string, i: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let j = i; j < text.length; j++) {
+    const ch = text[j];
+    if (inString) {
+      if (ch === "\\") j++;
+      else if (ch === '"') {
+        inString = false;
+        if (depth === 0) return j + 1;
+      }
+      continue;
+    }
+    if (ch === '"') inString = true;
+    else if (ch === "{" || ch === "[") depth++;
+    else if (ch === "}" || ch === "]") {
+      depth--;
+      if (depth === 0) return j + 1;
+      if (depth < 0) return j; // end of the enclosing object: a scalar ended here
+    } else if (depth === 0 && (ch === "," || /\s/.test(ch ?? ""))) return j;
+  }
+  return text.length;
+}
+
+function skipWs(text: string, i: number): number {
+  while (i < text.length && /\s/.test(text[i] ?? "")) i++;
+  return i;
+}
+
+/** The members of a top-level JSON object as [key, raw value text] in document order; undefined if not an object. */
+export function rawObjectMembers(text: string): [string, string][] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return undefined;
+  const members: [string, string][] = [];
+  let i = skipWs(text, 0) + 1; // past "{"
+  for (;;) {
+    i = skipWs(text, i);
+    if (text[i] === "}") return members;
+    const keyEnd = skipValue(text, i);
+    const key = JSON.parse(text.slice(i, keyEnd)) as string;
+    i = skipWs(text, keyEnd) + 1; // past ":"
+    i = skipWs(text, i);
+    const valueEnd = skipValue(text, i);
+    members.push([key, text.slice(i, valueEnd)]);
+    i = skipWs(text, valueEnd);
+    if (text[i] === ",") i++;
+  }
+}
+
+// --- LeaseAttrs -----------------------------------------------------------------------------------
+
+/** The etcd value of a lease, exactly as upstream's json.Marshal(LeaseAttrs) writes it. */
+export function encodeLeaseAttrs(attrs: LeaseAttrs): string {
+  if (attrs.publicIp.family !== 4) {
+    throw new Error(`PublicIP must be an IPv4 address, got ${attrs.publicIp.toString()}`);
+  }
+  if (attrs.publicIpv6 !== null && attrs.publicIpv6.family !== 6) {
+    throw new Error(`PublicIPv6 must be an IPv6 address, got ${attrs.publicIpv6.toString()}`);
+  }
+  let out = `{"PublicIP":"${attrs.publicIp.toString()}"`;
+  out += `,"PublicIPv6":${attrs.publicIpv6 === null ? "null" : `"${attrs.publicIpv6.toString()}"`}`;
+  if (attrs.backendType !== "") out += `,"BackendType":${goJsonString(attrs.backendType)}`;
+  for (const [name, raw] of [
+    ["BackendData", attrs.backendData],
+    ["BackendV6Data", attrs.backendV6Data],
+  ] as const) {
+    if (raw === undefined || raw === "") continue;
+    try {
+      JSON.parse(raw);
+    } catch {
+      throw new Error(`${name} is not valid JSON: ${raw}`);
+    }
+    out += `,"${name}":${goCompactJson(raw)}`;
+  }
+  return `${out}}`;
+}
+
+export type DecodeResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+function decodeIp(raw: string, family: 4 | 6, field: string): IpAddr | string {
+  // Upstream's IP4/IP6 UnmarshalJSON trims the quotes and parses what is left.
+  const text = raw.replace(/^"+|"+$/g, "");
+  const ip = IpAddr.tryParse(text);
+  if (ip === undefined || ip.family !== family) return `invalid ${field} in lease: ${raw}`;
+  return ip;
+}
+
+/** Decodes an etcd lease value; never throws (a malformed value is an error result that names it). */
+export function decodeLeaseAttrs(text: string): DecodeResult<LeaseAttrs> {
+  const members = rawObjectMembers(text);
+  if (members === undefined) {
+    return { ok: false, error: `lease value is not a JSON object: ${JSON.stringify(text.slice(0, 200))}` };
+  }
+  const attrs: LeaseAttrs = { publicIp: IpAddr.zero(4), publicIpv6: null, backendType: "" };
+  for (const [key, raw] of members) {
+    switch (key.toLowerCase()) {
+      case "publicip": {
+        const ip = decodeIp(raw, 4, "PublicIP");
+        if (typeof ip === "string") return { ok: false, error: ip };
+        attrs.publicIp = ip;
+        break;
+      }
+      case "publicipv6": {
+        if (raw === "null") {
+          attrs.publicIpv6 = null;
+          break;
+        }
+        const ip = decodeIp(raw, 6, "PublicIPv6");
+        if (typeof ip === "string") return { ok: false, error: ip };
+        attrs.publicIpv6 = ip;
+        break;
+      }
+      case "backendtype": {
+        const v: unknown = JSON.parse(raw);
+        if (v === null) break; // Go leaves a string field alone on null
+        if (typeof v !== "string") return { ok: false, error: `invalid BackendType in lease: ${raw}` };
+        attrs.backendType = v;
+        break;
+      }
+      case "backenddata":
+        attrs.backendData = raw;
+        break;
+      case "backendv6data":
+        attrs.backendV6Data = raw;
+        break;
+      default:
+        break; // unknown fields are ignored, as Go does
+    }
+  }
+  return { ok: true, value: attrs };
+}
