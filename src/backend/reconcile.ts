@@ -77,6 +77,9 @@ const neighKey = (linkIndex: number, ip: IpAddr): string => `${linkIndex}|${ip.t
 const fdbKey = (linkIndex: number, mac: string): string => `${linkIndex}|${mac.toLowerCase()}`;
 const routeKey = (r: Route): string => `${r.table ?? RT_TABLE_MAIN}|${r.dst?.toString() ?? "default"}`;
 
+/** The kernel's default priority: 0 for IPv4, 1024 for IPv6 (IP6_RT_PRIO_USER). */
+const metricOf = (r: Route): number => r.metric ?? (r.family === 6 ? 1024 : 0);
+
 function sameAddr(a: IpAddr | null | undefined, b: IpAddr | null | undefined): boolean {
   if (a == null || b == null) return a == null && b == null;
   return a.equals(b);
@@ -153,8 +156,7 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
       }
       // `replace` overwrites the route with the same metric; one with another metric would stay and compete.
       for (const a of existing) {
-        if (a !== match && (a.metric ?? 0) !== (r.metric ?? 0))
-          deletes.route.push({ op: "route-delete", route: a });
+        if (a !== match && metricOf(a) !== metricOf(r)) deletes.route.push({ op: "route-delete", route: a });
       }
     }
     if (ops.length > 0) adds.push({ peer: peer.key, ops });
