@@ -1,0 +1,60 @@
+// The port through which the daemon installs masquerade and forward rules (spec §6). Two implementations:
+// IptablesManager (iptables/ip6tables + iptables-restore) and NftablesManager (nft -f). The daemon picks one
+// from `EnableNFTables` and calls `cleanUp()` of the *other* at startup (upstream ≥ v0.27.0); nothing is removed
+// at exit, so a restart does not interrupt flows.
+
+import type { IpNet } from "../ip/net.ts";
+
+export interface MasqRulesOpts {
+  /** Cluster IPv4 network (`Network`); null when IPv4 is disabled. */
+  network: IpNet | null;
+  /** This node's IPv4 lease subnet; null when IPv4 is disabled. */
+  subnet: IpNet | null;
+  /** `FLANNEL_NETWORK` from the subnet file before it was rewritten (rules of a changed network are recycled). */
+  prevNetwork: IpNet | null;
+  /** `FLANNEL_SUBNET` from the old subnet file. */
+  prevSubnet: IpNet | null;
+  ipv6Network: IpNet | null;
+  ipv6Subnet: IpNet | null;
+  prevIpv6Network: IpNet | null;
+  prevIpv6Subnet: IpNet | null;
+  /** Aborting it ends the resync loop started by the call. */
+  signal: AbortSignal;
+}
+
+export interface ForwardRulesOpts {
+  network: IpNet | null;
+  ipv6Network: IpNet | null;
+  signal: AbortSignal;
+}
+
+export interface TrafficManager {
+  /**
+   * Prepares the manager: probes tool versions and features (iptables `--wait`/`--random-fully`, nft
+   * fully-random) and, for nftables, creates the flannel tables. Call once before the setup methods.
+   */
+  init(signal: AbortSignal): Promise<void>;
+
+  /**
+   * Installs the masquerade rules for each family whose network and subnet are both non-null, after deleting
+   * rules left from a previous, different network/subnet. Resolves when the first installation is done, then
+   * keeps the rules in place (iptables: every `resyncMs`) until `signal` aborts. Rejects when the first
+   * installation fails (the daemon exits with `Failed to setup masq rules, <err>`).
+   */
+  setupAndEnsureMasqRules(opts: MasqRulesOpts): Promise<void>;
+
+  /**
+   * Installs the forward-accept rules for each non-null network and keeps them in place like the masquerade
+   * rules. Never rejects: failures are logged (as upstream) and retried by the resync loop.
+   */
+  setupAndEnsureForwardRules(opts: ForwardRulesOpts): Promise<void>;
+
+  /**
+   * Removes every rule, chain or table this mode installs, for both families. Idempotent; succeeds when
+   * nothing is installed. Used by the daemon on the mode it is *not* running.
+   */
+  cleanUp(): Promise<void>;
+
+  /** Resolves when every resync loop started by the setup methods has ended (after their signal aborted). */
+  wait(): Promise<void>;
+}
