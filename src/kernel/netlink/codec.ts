@@ -1,0 +1,392 @@
+// A minimal rtnetlink codec: just the messages and attributes flannel needs (links incl. vxlan, addresses,
+// routes, neighbours and bridge FDB). Pure functions over Buffers, no I/O, so it is unit-tested without root.
+//
+// Design notes
+// - Netlink uses host byte order; every machine we run on is little-endian (x86_64, arm64), so the codec
+//   writes LE and refuses to load on a big-endian host rather than silently produce garbage.
+//   The exceptions are network-order fields defined as such: IFLA_VXLAN_PORT is big-endian.
+// - Attributes are a flat `{ type, data }` list; nested ones (IFLA_LINKINFO, IFLA_INFO_DATA) are encoded by
+//   calling `encodeAttrs` on the children. Unknown attributes are kept, not rejected: the kernel adds new
+//   ones all the time and a decoder must skip what it does not know.
+
+import { endianness } from "node:os";
+
+if (endianness() !== "LE") throw new Error("The netlink codec supports little-endian hosts only");
+
+// Message types (linux/rtnetlink.h, linux/netlink.h).
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLMSG_OVERRUN = 4;
+export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
+export const RTM_GETLINK = 18;
+export const RTM_NEWADDR = 20;
+export const RTM_DELADDR = 21;
+export const RTM_GETADDR = 22;
+export const RTM_NEWROUTE = 24;
+export const RTM_DELROUTE = 25;
+export const RTM_GETROUTE = 26;
+export const RTM_NEWNEIGH = 28;
+export const RTM_DELNEIGH = 29;
+export const RTM_GETNEIGH = 30;
+
+// nlmsghdr flags.
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_REPLACE = 0x100;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+
+// Address families.
+export const AF_UNSPEC = 0;
+export const AF_INET = 2;
+export const AF_BRIDGE = 7;
+export const AF_INET6 = 10;
+export const AF_NETLINK = 16;
+
+// Multicast groups (RTMGRP_* bit masks for sockaddr_nl.nl_groups).
+export const RTMGRP_LINK = 0x1;
+export const RTMGRP_NEIGH = 0x4;
+export const RTMGRP_IPV4_ROUTE = 0x40;
+export const RTMGRP_IPV6_ROUTE = 0x400;
+
+// Links.
+export const IFF_UP = 0x1;
+export const IFLA_ADDRESS = 1;
+export const IFLA_IFNAME = 3;
+export const IFLA_MTU = 4;
+export const IFLA_LINK = 5;
+export const IFLA_MASTER = 10;
+export const IFLA_OPERSTATE = 16;
+export const IFLA_LINKINFO = 18;
+export const IFLA_INFO_KIND = 1;
+export const IFLA_INFO_DATA = 2;
+export const IFLA_VXLAN_ID = 1;
+export const IFLA_VXLAN_GROUP = 2;
+export const IFLA_VXLAN_LINK = 3;
+export const IFLA_VXLAN_LOCAL = 4;
+export const IFLA_VXLAN_LEARNING = 7;
+export const IFLA_VXLAN_L2MISS = 13;
+export const IFLA_VXLAN_L3MISS = 14;
+export const IFLA_VXLAN_PORT = 15;
+export const IFLA_VXLAN_GROUP6 = 16;
+export const IFLA_VXLAN_LOCAL6 = 17;
+export const IFLA_VXLAN_GBP = 23;
+export const OPERSTATES = ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"];
+
+// Addresses.
+export const IFA_ADDRESS = 1;
+export const IFA_LOCAL = 2;
+export const IFA_FLAGS = 8;
+
+// Routes.
+export const RTA_DST = 1;
+export const RTA_OIF = 4;
+export const RTA_GATEWAY = 5;
+export const RTA_PRIORITY = 6;
+export const RTA_PREFSRC = 7;
+export const RTA_TABLE = 15;
+export const RTNH_F_ONLINK = 0x4;
+export const RTM_F_CLONED = 0x200;
+export const RT_SCOPE_NOWHERE = 255;
+/** rtm_type values, indexed by number. */
+export const RTN_NAMES = [
+  "unspec",
+  "unicast",
+  "local",
+  "broadcast",
+  "anycast",
+  "multicast",
+  "blackhole",
+  "unreachable",
+  "prohibit",
+];
+
+// Neighbours.
+export const NDA_DST = 1;
+export const NDA_LLADDR = 2;
+export const NTF_SELF = 0x2;
+
+export const NLMSG_HDRLEN = 16;
+
+export interface Attr {
+  type: number;
+  data: Buffer;
+}
+
+export interface NlMsg {
+  type: number;
+  flags: number;
+  seq: number;
+  pid: number;
+  /** The payload after the nlmsghdr (family header + attributes). */
+  body: Buffer;
+}
+
+const align4 = (n: number): number => (n + 3) & ~3;
+
+/** Encodes attributes with 4-byte padding. The NLA_F_NESTED/BYTEORDER bits are masked off on decode. */
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const a of attrs) {
+    const len = 4 + a.data.length;
+    const buf = Buffer.alloc(align4(len));
+    buf.writeUInt16LE(len, 0);
+    buf.writeUInt16LE(a.type, 2);
+    a.data.copy(buf, 4);
+    parts.push(buf);
+  }
+  return Buffer.concat(parts);
+}
+
+export function decodeAttrs(buf: Buffer): Attr[] {
+  const out: Attr[] = [];
+  let off = 0;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    if (len < 4 || off + len > buf.length) break; // malformed tail: stop rather than read garbage
+    out.push({ type: buf.readUInt16LE(off + 2) & 0x3fff, data: buf.subarray(off + 4, off + len) });
+    off += align4(len);
+  }
+  return out;
+}
+
+/** The first attribute of that type as a map lookup helper. */
+export function attrMap(attrs: readonly Attr[]): Map<number, Buffer> {
+  const m = new Map<number, Buffer>();
+  for (const a of attrs) if (!m.has(a.type)) m.set(a.type, a.data);
+  return m;
+}
+
+export function encodeMsg(m: {
+  type: number;
+  flags: number;
+  seq: number;
+  pid?: number;
+  body: Buffer;
+}): Buffer {
+  const hdr = Buffer.alloc(NLMSG_HDRLEN);
+  hdr.writeUInt32LE(NLMSG_HDRLEN + m.body.length, 0);
+  hdr.writeUInt16LE(m.type, 4);
+  hdr.writeUInt16LE(m.flags, 6);
+  hdr.writeUInt32LE(m.seq, 8);
+  hdr.writeUInt32LE(m.pid ?? 0, 12);
+  return Buffer.concat([hdr, m.body]);
+}
+
+/** Splits a datagram into messages. Bodies are views into `buf`: copy them to keep past the next recv. */
+export function decodeMsgs(buf: Buffer): NlMsg[] {
+  const out: NlMsg[] = [];
+  let off = 0;
+  while (off + NLMSG_HDRLEN <= buf.length) {
+    const len = buf.readUInt32LE(off);
+    if (len < NLMSG_HDRLEN || off + len > buf.length) break;
+    out.push({
+      type: buf.readUInt16LE(off + 4),
+      flags: buf.readUInt16LE(off + 6),
+      seq: buf.readUInt32LE(off + 8),
+      pid: buf.readUInt32LE(off + 12),
+      body: buf.subarray(off + NLMSG_HDRLEN, off + len),
+    });
+    off += align4(len);
+  }
+  return out;
+}
+
+/** NLMSG_ERROR payload: 0 is an ACK, otherwise a positive errno number. */
+export function decodeError(body: Buffer): number {
+  return body.length >= 4 ? -body.readInt32LE(0) : 0;
+}
+
+// ---------------------------------------------------------------- family headers
+
+export interface IfInfoMsg {
+  family: number;
+  type: number;
+  index: number;
+  flags: number;
+  change: number;
+}
+
+export function encodeIfInfo(h: Partial<IfInfoMsg>, attrs: readonly Attr[] = []): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeUInt8(h.family ?? AF_UNSPEC, 0);
+  b.writeUInt16LE(h.type ?? 0, 2);
+  b.writeInt32LE(h.index ?? 0, 4);
+  b.writeUInt32LE(h.flags ?? 0, 8);
+  b.writeUInt32LE(h.change ?? 0, 12);
+  return Buffer.concat([b, encodeAttrs(attrs)]);
+}
+
+export function decodeIfInfo(body: Buffer): { hdr: IfInfoMsg; attrs: Attr[] } {
+  return {
+    hdr: {
+      family: body.readUInt8(0),
+      type: body.readUInt16LE(2),
+      index: body.readInt32LE(4),
+      flags: body.readUInt32LE(8),
+      change: body.readUInt32LE(12),
+    },
+    attrs: decodeAttrs(body.subarray(16)),
+  };
+}
+
+export interface IfAddrMsg {
+  family: number;
+  prefixLen: number;
+  flags: number;
+  scope: number;
+  index: number;
+}
+
+export function encodeIfAddr(h: IfAddrMsg, attrs: readonly Attr[] = []): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt8(h.family, 0);
+  b.writeUInt8(h.prefixLen, 1);
+  b.writeUInt8(h.flags & 0xff, 2);
+  b.writeUInt8(h.scope, 3);
+  b.writeUInt32LE(h.index, 4);
+  return Buffer.concat([b, encodeAttrs(attrs)]);
+}
+
+export function decodeIfAddr(body: Buffer): { hdr: IfAddrMsg; attrs: Attr[] } {
+  return {
+    hdr: {
+      family: body.readUInt8(0),
+      prefixLen: body.readUInt8(1),
+      flags: body.readUInt8(2),
+      scope: body.readUInt8(3),
+      index: body.readUInt32LE(4),
+    },
+    attrs: decodeAttrs(body.subarray(8)),
+  };
+}
+
+export interface RtMsg {
+  family: number;
+  dstLen: number;
+  srcLen: number;
+  tos: number;
+  table: number;
+  protocol: number;
+  scope: number;
+  type: number;
+  flags: number;
+}
+
+export function encodeRtMsg(h: RtMsg, attrs: readonly Attr[] = []): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt8(h.family, 0);
+  b.writeUInt8(h.dstLen, 1);
+  b.writeUInt8(h.srcLen, 2);
+  b.writeUInt8(h.tos, 3);
+  b.writeUInt8(h.table, 4);
+  b.writeUInt8(h.protocol, 5);
+  b.writeUInt8(h.scope, 6);
+  b.writeUInt8(h.type, 7);
+  b.writeUInt32LE(h.flags, 8);
+  return Buffer.concat([b, encodeAttrs(attrs)]);
+}
+
+export function decodeRtMsg(body: Buffer): { hdr: RtMsg; attrs: Attr[] } {
+  return {
+    hdr: {
+      family: body.readUInt8(0),
+      dstLen: body.readUInt8(1),
+      srcLen: body.readUInt8(2),
+      tos: body.readUInt8(3),
+      table: body.readUInt8(4),
+      protocol: body.readUInt8(5),
+      scope: body.readUInt8(6),
+      type: body.readUInt8(7),
+      flags: body.readUInt32LE(8),
+    },
+    attrs: decodeAttrs(body.subarray(12)),
+  };
+}
+
+export interface NdMsg {
+  family: number;
+  index: number;
+  state: number;
+  flags: number;
+  type: number;
+}
+
+export function encodeNdMsg(h: NdMsg, attrs: readonly Attr[] = []): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt8(h.family, 0);
+  b.writeInt32LE(h.index, 4);
+  b.writeUInt16LE(h.state, 8);
+  b.writeUInt8(h.flags, 10);
+  b.writeUInt8(h.type, 11);
+  return Buffer.concat([b, encodeAttrs(attrs)]);
+}
+
+export function decodeNdMsg(body: Buffer): { hdr: NdMsg; attrs: Attr[] } {
+  return {
+    hdr: {
+      family: body.readUInt8(0),
+      index: body.readInt32LE(4),
+      state: body.readUInt16LE(8),
+      flags: body.readUInt8(10),
+      type: body.readUInt8(11),
+    },
+    attrs: decodeAttrs(body.subarray(12)),
+  };
+}
+
+// ---------------------------------------------------------------- attribute value helpers
+
+export const u8 = (type: number, v: number): Attr => ({ type, data: Buffer.from([v & 0xff]) });
+
+export function u16be(type: number, v: number): Attr {
+  const data = Buffer.alloc(2);
+  data.writeUInt16BE(v, 0);
+  return { type, data };
+}
+
+export function u32(type: number, v: number): Attr {
+  const data = Buffer.alloc(4);
+  data.writeUInt32LE(v >>> 0, 0);
+  return { type, data };
+}
+
+export const flag = (type: number): Attr => ({ type, data: Buffer.alloc(0) });
+
+export const str = (type: number, s: string): Attr => ({ type, data: Buffer.from(`${s}\0`, "utf8") });
+
+export const bytes = (type: number, data: Buffer): Attr => ({ type, data });
+
+export const nested = (type: number, children: readonly Attr[]): Attr => ({
+  type,
+  data: encodeAttrs(children),
+});
+
+export function readStr(b: Buffer | undefined): string {
+  if (!b) return "";
+  const nul = b.indexOf(0);
+  return b.subarray(0, nul === -1 ? b.length : nul).toString("utf8");
+}
+
+export function readU32(b: Buffer | undefined): number | undefined {
+  return b && b.length >= 4 ? b.readUInt32LE(0) : undefined;
+}
+
+export function macToBytes(mac: string): Buffer {
+  const parts = mac.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) {
+    throw new Error(
+      `Invalid MAC address ${JSON.stringify(mac)}: expected six hex octets like 0e:2a:01:02:03:04`,
+    );
+  }
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+export function bytesToMac(b: Buffer | undefined): string {
+  if (!b || b.length !== 6) return "";
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
+}

@@ -1,0 +1,588 @@
+// The real kernel behind the ports: rtnetlink requests over one synchronous NETLINK_ROUTE socket, sysctls
+// through /proc/sys, notifications over a second socket.
+//
+// Design notes
+// - Each port call is one request (or one dump) and its ACK; nothing is cached, so the answers are always
+//   the kernel's current state. Dumps are filtered client-side (the kernel's strict dump filtering is not
+//   on every kernel we support).
+// - Message shapes follow what iproute2 sends for the equivalent command (named in each method), so the
+//   kernel applies the same defaults: e.g. `ip route del` leaves type and protocol unset so that they do
+//   not have to match, and sets scope NOWHERE.
+// - `delete*` maps the kernel's "not there" errnos (ENODEV for links, EADDRNOTAVAIL for addresses, ESRCH
+//   for routes, ENOENT for neighbours/FDB) to success, as the ports promise.
+
+import { IpAddr, type Family } from "../../ip/addr.ts";
+import { IfAddr, IpNet } from "../../ip/net.ts";
+import {
+  KernelError,
+  NUD_PERMANENT,
+  RT_SCOPE_HOST,
+  RT_SCOPE_LINK,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  type Addr,
+  type Addrs,
+  type Fdb,
+  type FdbEntry,
+  type Kernel,
+  type KernelEvent,
+  type KernelEvents,
+  type Link,
+  type Links,
+  type Neighbour,
+  type Neighbours,
+  type Route,
+  type RouteType,
+  type Routes,
+  type Sysctl,
+  type VxlanAttrs,
+  type VxlanSpec,
+} from "../ports.ts";
+import { ProcSysctl } from "../proc-sysctl.ts";
+import * as nl from "./codec.ts";
+import { NetlinkSocket } from "./socket.ts";
+
+const RTPROT_BOOT = 3;
+
+function afOf(family: Family): number {
+  return family === 4 ? nl.AF_INET : nl.AF_INET6;
+}
+
+function familyOf(af: number): Family | undefined {
+  return af === nl.AF_INET ? 4 : af === nl.AF_INET6 ? 6 : undefined;
+}
+
+function ipAttr(type: number, ip: IpAddr): nl.Attr {
+  return nl.bytes(type, ip.toBytes());
+}
+
+function readIp(b: Buffer | undefined): IpAddr | undefined {
+  return b && (b.length === 4 || b.length === 16) ? IpAddr.fromBytes(b) : undefined;
+}
+
+/** Parses an RTM_NEWLINK/RTM_DELLINK body into a Link. */
+export function parseLink(body: Buffer): Link {
+  const { hdr, attrs } = nl.decodeIfInfo(body);
+  const a = nl.attrMap(attrs);
+  const link: Link = {
+    index: hdr.index,
+    name: nl.readStr(a.get(nl.IFLA_IFNAME)),
+    kind: "",
+    mtu: nl.readU32(a.get(nl.IFLA_MTU)) ?? 0,
+    mac: nl.bytesToMac(a.get(nl.IFLA_ADDRESS)),
+    up: (hdr.flags & nl.IFF_UP) !== 0,
+    operState: nl.OPERSTATES[a.get(nl.IFLA_OPERSTATE)?.[0] ?? 0] ?? "unknown",
+    masterIndex: nl.readU32(a.get(nl.IFLA_MASTER)) ?? 0,
+  };
+  const info = a.get(nl.IFLA_LINKINFO);
+  if (info) {
+    const ia = nl.attrMap(nl.decodeAttrs(info));
+    link.kind = nl.readStr(ia.get(nl.IFLA_INFO_KIND));
+    const data = ia.get(nl.IFLA_INFO_DATA);
+    if (link.kind === "vxlan" && data) link.vxlan = parseVxlan(nl.attrMap(nl.decodeAttrs(data)));
+  }
+  return link;
+}
+
+function parseVxlan(d: Map<number, Buffer>): VxlanAttrs {
+  const port = d.get(nl.IFLA_VXLAN_PORT);
+  return {
+    vni: nl.readU32(d.get(nl.IFLA_VXLAN_ID)) ?? 0,
+    local: readIp(d.get(nl.IFLA_VXLAN_LOCAL) ?? d.get(nl.IFLA_VXLAN_LOCAL6)) ?? null,
+    vtepIndex: nl.readU32(d.get(nl.IFLA_VXLAN_LINK)) ?? 0,
+    port: port && port.length >= 2 ? port.readUInt16BE(0) : 0,
+    learning: (d.get(nl.IFLA_VXLAN_LEARNING)?.[0] ?? 0) !== 0,
+    gbp: d.has(nl.IFLA_VXLAN_GBP),
+    group: readIp(d.get(nl.IFLA_VXLAN_GROUP) ?? d.get(nl.IFLA_VXLAN_GROUP6)) ?? null,
+    l2miss: (d.get(nl.IFLA_VXLAN_L2MISS)?.[0] ?? 0) !== 0,
+    l3miss: (d.get(nl.IFLA_VXLAN_L3MISS)?.[0] ?? 0) !== 0,
+  };
+}
+
+/** Parses an RTM_NEWROUTE/RTM_DELROUTE body; undefined for families other than IPv4/IPv6. */
+export function parseRoute(body: Buffer): Route | undefined {
+  const { hdr, attrs } = nl.decodeRtMsg(body);
+  const family = familyOf(hdr.family);
+  if (!family) return undefined;
+  const a = nl.attrMap(attrs);
+  const dstIp = readIp(a.get(nl.RTA_DST));
+  const r: Route = {
+    family,
+    dst: hdr.dstLen === 0 ? null : IpNet.of(dstIp ?? IpAddr.zero(family), hdr.dstLen),
+    table: nl.readU32(a.get(nl.RTA_TABLE)) ?? hdr.table,
+    type: (nl.RTN_NAMES[hdr.type] ?? "other") as RouteType,
+    scope: hdr.scope,
+    protocol: hdr.protocol,
+    metric: nl.readU32(a.get(nl.RTA_PRIORITY)) ?? 0,
+  };
+  if (!["unicast", "blackhole", "local", "broadcast", "unreachable", "prohibit"].includes(r.type ?? "")) {
+    r.type = "other";
+  }
+  const gw = readIp(a.get(nl.RTA_GATEWAY));
+  if (gw) r.gw = gw;
+  const oif = nl.readU32(a.get(nl.RTA_OIF));
+  if (oif) r.linkIndex = oif;
+  if (hdr.flags & nl.RTNH_F_ONLINK) r.onlink = true;
+  const src = readIp(a.get(nl.RTA_PREFSRC));
+  if (src) r.src = src;
+  return r;
+}
+
+const RTN_NUM: Record<RouteType, number> = {
+  unicast: 1,
+  local: 2,
+  broadcast: 3,
+  blackhole: 6,
+  unreachable: 7,
+  prohibit: 8,
+  other: 0,
+};
+
+function routeText(r: Route): string {
+  let s = r.type && r.type !== "unicast" ? `${r.type} ` : "";
+  s += r.dst ? r.dst.toString() : "default";
+  if (r.gw) s += ` via ${r.gw.toString()}`;
+  if (r.linkIndex) s += ` dev #${r.linkIndex}`;
+  if (r.onlink) s += " onlink";
+  if (r.table !== undefined && r.table !== RT_TABLE_MAIN) s += ` table ${r.table}`;
+  return s;
+}
+
+export class NetlinkKernel implements Kernel {
+  readonly links: Links;
+  readonly addrs: Addrs;
+  readonly routes: Routes;
+  readonly neighbours: Neighbours;
+  readonly fdb: Fdb;
+  readonly sysctl: Sysctl;
+  readonly events: KernelEvents;
+  private readonly sock: NetlinkSocket;
+
+  constructor() {
+    this.sock = new NetlinkSocket({ recvTimeoutMs: 5000, rcvbufBytes: 1 << 20 });
+    this.links = this.makeLinks();
+    this.addrs = this.makeAddrs();
+    this.routes = this.makeRoutes();
+    this.neighbours = this.makeNeighbours();
+    this.fdb = this.makeFdb();
+    this.sysctl = new ProcSysctl();
+    this.events = { subscribe: (onEvent, signal) => this.subscribe(onEvent, signal) };
+  }
+
+  /** Closes the request socket (subscriptions close their own sockets when their signal aborts). */
+  close(): void {
+    this.sock.close();
+  }
+
+  private linkByName(name: string, op: string): Link {
+    const l = this.links.get(name);
+    if (!l) throw new KernelError("ENODEV", op);
+    return l;
+  }
+
+  private setLink(name: string, op: string, h: Partial<nl.IfInfoMsg>, attrs: nl.Attr[]): void {
+    // RTM_NEWLINK without NLM_F_CREATE on an existing name modifies it (what `ip link set` sends).
+    this.sock.request(nl.RTM_NEWLINK, 0, nl.encodeIfInfo(h, [nl.str(nl.IFLA_IFNAME, name), ...attrs]), op);
+  }
+
+  private makeLinks(): Links {
+    return {
+      list: () =>
+        this.sock
+          .dump(nl.RTM_GETLINK, nl.encodeIfInfo({}), "list links")
+          .filter((m) => m.type === nl.RTM_NEWLINK)
+          .map((m) => parseLink(m.body)),
+      get: (name) => {
+        try {
+          const m = this.sock.query(
+            nl.RTM_GETLINK,
+            nl.encodeIfInfo({}, [nl.str(nl.IFLA_IFNAME, name)]),
+            `get link ${name}`,
+          );
+          return parseLink(m.body);
+        } catch (err) {
+          if (err instanceof KernelError && (err.errno === "ENODEV" || err.errno === "EINVAL"))
+            return undefined;
+          throw err;
+        }
+      },
+      getByIndex: (index) => {
+        try {
+          const m = this.sock.query(nl.RTM_GETLINK, nl.encodeIfInfo({ index }), `get link #${index}`);
+          return parseLink(m.body);
+        } catch (err) {
+          if (err instanceof KernelError && err.errno === "ENODEV") return undefined;
+          throw err;
+        }
+      },
+      // ip link add NAME [mtu M] [address MAC] type vxlan id VNI [dev IDX] [local IP] [dstport P] [no]learning [gbp]
+      addVxlan: (spec: VxlanSpec): Link => {
+        const op = `add link ${spec.name} type vxlan id ${spec.vni}`;
+        const data: nl.Attr[] = [nl.u32(nl.IFLA_VXLAN_ID, spec.vni)];
+        if (spec.vtepIndex) data.push(nl.u32(nl.IFLA_VXLAN_LINK, spec.vtepIndex));
+        if (spec.local) {
+          data.push(ipAttr(spec.local.family === 4 ? nl.IFLA_VXLAN_LOCAL : nl.IFLA_VXLAN_LOCAL6, spec.local));
+        }
+        if (spec.port) data.push(nl.u16be(nl.IFLA_VXLAN_PORT, spec.port));
+        data.push(nl.u8(nl.IFLA_VXLAN_LEARNING, spec.learning ? 1 : 0));
+        if (spec.gbp) data.push(nl.flag(nl.IFLA_VXLAN_GBP));
+        const attrs: nl.Attr[] = [nl.str(nl.IFLA_IFNAME, spec.name)];
+        if (spec.mtu !== undefined) attrs.push(nl.u32(nl.IFLA_MTU, spec.mtu));
+        if (spec.mac !== undefined) attrs.push(nl.bytes(nl.IFLA_ADDRESS, nl.macToBytes(spec.mac)));
+        attrs.push(
+          nl.nested(nl.IFLA_LINKINFO, [
+            nl.str(nl.IFLA_INFO_KIND, "vxlan"),
+            nl.nested(nl.IFLA_INFO_DATA, data),
+          ]),
+        );
+        this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, nl.encodeIfInfo({}, attrs), op);
+        return this.linkByName(spec.name, op);
+      },
+      // ip link add NAME [mtu M] type bridge
+      addBridge: (name: string, mtu?: number): Link => {
+        const op = `add link ${name} type bridge`;
+        const attrs: nl.Attr[] = [nl.str(nl.IFLA_IFNAME, name)];
+        if (mtu !== undefined) attrs.push(nl.u32(nl.IFLA_MTU, mtu));
+        attrs.push(nl.nested(nl.IFLA_LINKINFO, [nl.str(nl.IFLA_INFO_KIND, "bridge")]));
+        this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, nl.encodeIfInfo({}, attrs), op);
+        return this.linkByName(name, op);
+      },
+      delete: (name: string): void => {
+        try {
+          this.sock.request(
+            nl.RTM_DELLINK,
+            0,
+            nl.encodeIfInfo({}, [nl.str(nl.IFLA_IFNAME, name)]),
+            `delete link ${name}`,
+          );
+        } catch (err) {
+          if (err instanceof KernelError && err.errno === "ENODEV") return;
+          throw err;
+        }
+      },
+      setUp: (name) => this.setLink(name, `set link ${name} up`, { flags: nl.IFF_UP, change: nl.IFF_UP }, []),
+      setMtu: (name, mtu) =>
+        this.setLink(name, `set link ${name} mtu ${mtu}`, {}, [nl.u32(nl.IFLA_MTU, mtu)]),
+      setMac: (name, mac) =>
+        this.setLink(name, `set link ${name} address ${mac}`, {}, [
+          nl.bytes(nl.IFLA_ADDRESS, nl.macToBytes(mac)),
+        ]),
+    };
+  }
+
+  private makeAddrs(): Addrs {
+    const msg = (linkIndex: number, addr: IfAddr): Buffer => {
+      // iproute2's default_scope(): host for loopback, link for link-local, else universe.
+      const scope = addr.ip.isLoopback
+        ? RT_SCOPE_HOST
+        : addr.ip.isLinkLocalUnicast
+          ? RT_SCOPE_LINK
+          : RT_SCOPE_UNIVERSE;
+      return nl.encodeIfAddr(
+        { family: afOf(addr.family), prefixLen: addr.prefixLen, flags: 0, scope, index: linkIndex },
+        [ipAttr(nl.IFA_LOCAL, addr.ip), ipAttr(nl.IFA_ADDRESS, addr.ip)],
+      );
+    };
+    return {
+      list: (opts = {}) => {
+        const out: Addr[] = [];
+        const af = opts.family === undefined ? nl.AF_UNSPEC : afOf(opts.family);
+        for (const m of this.sock.dump(
+          nl.RTM_GETADDR,
+          nl.encodeIfAddr({ family: af, prefixLen: 0, flags: 0, scope: 0, index: 0 }),
+          "list addresses",
+        )) {
+          if (m.type !== nl.RTM_NEWADDR) continue;
+          const { hdr, attrs } = nl.decodeIfAddr(m.body);
+          const family = familyOf(hdr.family);
+          if (!family || (opts.family !== undefined && family !== opts.family)) continue;
+          if (opts.linkIndex !== undefined && hdr.index !== opts.linkIndex) continue;
+          const a = nl.attrMap(attrs);
+          const ip = readIp(a.get(nl.IFA_LOCAL) ?? a.get(nl.IFA_ADDRESS));
+          if (!ip) continue;
+          out.push({
+            linkIndex: hdr.index,
+            addr: new IfAddr(ip, hdr.prefixLen),
+            scope: hdr.scope,
+            flags: nl.readU32(a.get(nl.IFA_FLAGS)) ?? hdr.flags,
+          });
+        }
+        return out;
+      },
+      // ip addr replace ADDR dev IDX
+      add: (linkIndex, addr) =>
+        this.sock.request(
+          nl.RTM_NEWADDR,
+          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
+          msg(linkIndex, addr),
+          `add address ${addr.toString()} dev #${linkIndex}`,
+        ),
+      delete: (linkIndex, addr) => {
+        try {
+          this.sock.request(
+            nl.RTM_DELADDR,
+            0,
+            msg(linkIndex, addr),
+            `delete address ${addr.toString()} dev #${linkIndex}`,
+          );
+        } catch (err) {
+          if (err instanceof KernelError && err.errno === "EADDRNOTAVAIL") return;
+          throw err;
+        }
+      },
+    };
+  }
+
+  private routeMsg(r: Route, forDelete: boolean): Buffer {
+    const table = r.table ?? RT_TABLE_MAIN;
+    const type = r.type ?? "unicast";
+    const attrs: nl.Attr[] = [];
+    if (r.dst && r.dst.prefixLen > 0) attrs.push(ipAttr(nl.RTA_DST, r.dst.ip));
+    if (r.gw) attrs.push(ipAttr(nl.RTA_GATEWAY, r.gw));
+    if (r.linkIndex) attrs.push(nl.u32(nl.RTA_OIF, r.linkIndex));
+    if (r.src) attrs.push(ipAttr(nl.RTA_PREFSRC, r.src));
+    if (r.metric !== undefined) attrs.push(nl.u32(nl.RTA_PRIORITY, r.metric));
+    if (table > 255) attrs.push(nl.u32(nl.RTA_TABLE, table));
+    return nl.encodeRtMsg(
+      {
+        family: afOf(r.family),
+        dstLen: r.dst ? r.dst.prefixLen : 0,
+        srcLen: 0,
+        tos: 0,
+        table: table > 255 ? 0 : table,
+        // `ip route del` leaves protocol and type unset (0) so that they need not match, scope NOWHERE.
+        protocol: forDelete ? (r.protocol ?? 0) : (r.protocol ?? RTPROT_BOOT),
+        scope: forDelete
+          ? (r.scope ?? nl.RT_SCOPE_NOWHERE)
+          : (r.scope ?? (type === "unicast" && !r.gw ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE)),
+        type: forDelete && r.type === undefined ? 0 : RTN_NUM[type],
+        flags: r.onlink ? nl.RTNH_F_ONLINK : 0,
+      },
+      attrs,
+    );
+  }
+
+  private makeRoutes(): Routes {
+    return {
+      list: (opts) => {
+        const table = opts.table ?? RT_TABLE_MAIN;
+        const body = nl.encodeRtMsg({
+          family: afOf(opts.family),
+          dstLen: 0,
+          srcLen: 0,
+          tos: 0,
+          table: 0,
+          protocol: 0,
+          scope: 0,
+          type: 0,
+          flags: 0,
+        });
+        const out: Route[] = [];
+        for (const m of this.sock.dump(nl.RTM_GETROUTE, body, "list routes")) {
+          if (m.type !== nl.RTM_NEWROUTE) continue;
+          if (nl.decodeRtMsg(m.body).hdr.flags & nl.RTM_F_CLONED) continue; // cache entries, not routes
+          const r = parseRoute(m.body);
+          if (r && r.family === opts.family && r.table === table) out.push(r);
+        }
+        return out;
+      },
+      // ip route replace ...
+      replace: (r) =>
+        this.sock.request(
+          nl.RTM_NEWROUTE,
+          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
+          this.routeMsg(r, false),
+          `replace route ${routeText(r)}`,
+        ),
+      delete: (r) => {
+        try {
+          this.sock.request(nl.RTM_DELROUTE, 0, this.routeMsg(r, true), `delete route ${routeText(r)}`);
+        } catch (err) {
+          if (err instanceof KernelError && err.errno === "ESRCH") return;
+          throw err;
+        }
+      },
+      // ip route get DST
+      get: (dst) => {
+        const body = nl.encodeRtMsg(
+          {
+            family: afOf(dst.family),
+            dstLen: dst.bits,
+            srcLen: 0,
+            tos: 0,
+            table: 0,
+            protocol: 0,
+            scope: 0,
+            type: 0,
+            flags: 0,
+          },
+          [ipAttr(nl.RTA_DST, dst)],
+        );
+        const m = this.sock.query(nl.RTM_GETROUTE, body, `get route ${dst.toString()}`);
+        const r = parseRoute(m.body);
+        if (!r) throw new KernelError("EUNKNOWN", `get route ${dst.toString()}`);
+        return r;
+      },
+    };
+  }
+
+  private neighMsg(family: number, linkIndex: number, flags: number, attrs: nl.Attr[]): Buffer {
+    return nl.encodeNdMsg({ family, index: linkIndex, state: NUD_PERMANENT, flags, type: 0 }, attrs);
+  }
+
+  private makeNeighbours(): Neighbours {
+    return {
+      list: (opts) => {
+        const out: Neighbour[] = [];
+        const af = afOf(opts.family);
+        for (const m of this.sock.dump(
+          nl.RTM_GETNEIGH,
+          nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 }),
+          "list neighbours",
+        )) {
+          if (m.type !== nl.RTM_NEWNEIGH) continue;
+          const { hdr, attrs } = nl.decodeNdMsg(m.body);
+          if (hdr.family !== af || (opts.linkIndex !== undefined && hdr.index !== opts.linkIndex)) continue;
+          const a = nl.attrMap(attrs);
+          const ip = readIp(a.get(nl.NDA_DST));
+          if (!ip) continue;
+          out.push({ linkIndex: hdr.index, ip, mac: nl.bytesToMac(a.get(nl.NDA_LLADDR)), state: hdr.state });
+        }
+        return out;
+      },
+      // ip neigh replace IP lladdr MAC dev IDX nud permanent
+      replace: (n) =>
+        this.sock.request(
+          nl.RTM_NEWNEIGH,
+          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
+          this.neighMsg(afOf(n.ip.family), n.linkIndex, 0, [
+            ipAttr(nl.NDA_DST, n.ip),
+            nl.bytes(nl.NDA_LLADDR, nl.macToBytes(n.mac)),
+          ]),
+          `replace neighbour ${n.ip.toString()} lladdr ${n.mac} dev #${n.linkIndex}`,
+        ),
+      delete: (n) => {
+        try {
+          this.sock.request(
+            nl.RTM_DELNEIGH,
+            0,
+            this.neighMsg(afOf(n.ip.family), n.linkIndex, 0, [ipAttr(nl.NDA_DST, n.ip)]),
+            `delete neighbour ${n.ip.toString()} dev #${n.linkIndex}`,
+          );
+        } catch (err) {
+          if (err instanceof KernelError && err.errno === "ENOENT") return;
+          throw err;
+        }
+      },
+    };
+  }
+
+  private makeFdb(): Fdb {
+    return {
+      list: (opts) => {
+        const out: FdbEntry[] = [];
+        const body = nl.encodeNdMsg({ family: nl.AF_BRIDGE, index: 0, state: 0, flags: 0, type: 0 });
+        for (const m of this.sock.dump(nl.RTM_GETNEIGH, body, "list fdb")) {
+          if (m.type !== nl.RTM_NEWNEIGH) continue;
+          const { hdr, attrs } = nl.decodeNdMsg(m.body);
+          if (hdr.family !== nl.AF_BRIDGE || (opts.linkIndex !== undefined && hdr.index !== opts.linkIndex))
+            continue;
+          const a = nl.attrMap(attrs);
+          out.push({
+            linkIndex: hdr.index,
+            mac: nl.bytesToMac(a.get(nl.NDA_LLADDR)),
+            dst: readIp(a.get(nl.NDA_DST)) ?? null,
+          });
+        }
+        return out;
+      },
+      // bridge fdb replace MAC dev IDX dst IP self permanent
+      replace: (e) =>
+        this.sock.request(
+          nl.RTM_NEWNEIGH,
+          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
+          this.neighMsg(nl.AF_BRIDGE, e.linkIndex, nl.NTF_SELF, [
+            nl.bytes(nl.NDA_LLADDR, nl.macToBytes(e.mac)),
+            ipAttr(nl.NDA_DST, e.dst),
+          ]),
+          `replace fdb ${e.mac} dev #${e.linkIndex} dst ${e.dst.toString()}`,
+        ),
+      delete: (e) => {
+        try {
+          this.sock.request(
+            nl.RTM_DELNEIGH,
+            0,
+            this.neighMsg(nl.AF_BRIDGE, e.linkIndex, nl.NTF_SELF, [
+              nl.bytes(nl.NDA_LLADDR, nl.macToBytes(e.mac)),
+              ipAttr(nl.NDA_DST, e.dst),
+            ]),
+            `delete fdb ${e.mac} dev #${e.linkIndex} dst ${e.dst.toString()}`,
+          );
+        } catch (err) {
+          if (err instanceof KernelError && err.errno === "ENOENT") return;
+          throw err;
+        }
+      },
+    };
+  }
+
+  private subscribe(onEvent: (ev: KernelEvent) => void, signal: AbortSignal): void {
+    if (signal.aborted) return;
+    const sock = new NetlinkSocket({
+      groups: nl.RTMGRP_LINK | nl.RTMGRP_NEIGH | nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_IPV6_ROUTE,
+      rcvbufBytes: 1 << 20,
+    });
+    // Known links, so that RTM_NEWLINK (sent for every change) becomes `link-added` only for new ones.
+    // Read after joining the groups so that no link can slip between the dump and the first notification.
+    const known = new Set(this.links.list().map((l) => l.index));
+    const deliver = (ev: KernelEvent): void => {
+      try {
+        onEvent(ev);
+      } catch {
+        // A subscriber's bug must not end the subscription for everyone; the subscriber logs its own errors.
+      }
+    };
+    sock.readLoop(
+      (msgs) => {
+        for (const m of msgs) {
+          switch (m.type) {
+            case nl.RTM_NEWLINK: {
+              const link = parseLink(m.body);
+              if (!known.has(link.index)) {
+                known.add(link.index);
+                deliver({ type: "link-added", link });
+              }
+              break;
+            }
+            case nl.RTM_DELLINK: {
+              const link = parseLink(m.body);
+              known.delete(link.index);
+              deliver({ type: "link-deleted", index: link.index, name: link.name });
+              break;
+            }
+            case nl.RTM_DELROUTE: {
+              const route = parseRoute(m.body);
+              if (route) deliver({ type: "route-deleted", route });
+              break;
+            }
+            case nl.RTM_DELNEIGH: {
+              const { hdr } = nl.decodeNdMsg(m.body);
+              const family = hdr.family === nl.AF_BRIDGE ? "bridge" : familyOf(hdr.family);
+              if (family) deliver({ type: "neigh-deleted", family, linkIndex: hdr.index });
+              break;
+            }
+            default:
+              break;
+          }
+        }
+      },
+      () => deliver({ type: "overflow" }),
+      signal,
+    );
+  }
+}
+
+/** The kernel of the current process's network namespace, over rtnetlink. */
+export function createNetlinkKernel(): NetlinkKernel {
+  return new NetlinkKernel();
+}

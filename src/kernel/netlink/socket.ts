@@ -1,0 +1,263 @@
+// A NETLINK_ROUTE socket over koffi (libc socket/bind/sendto/recv/poll/setsockopt/close).
+//
+// Design notes
+// - Requests are synchronous: rtnetlink handles a request inside sendto() and queues the answer, so the
+//   following recv() returns at once (~30 µs per route). SO_RCVTIMEO (5 s) guards against a kernel that
+//   never answers, so a bug cannot hang the daemon forever.
+// - Notifications use a second socket joined to multicast groups. It is read without ever blocking the event
+//   loop: koffi's `.async` runs poll() with a short timeout on its worker thread, then the socket is drained
+//   with MSG_DONTWAIT on the main thread. The short timeout bounds how long an aborted subscription keeps
+//   the process alive.
+// - ENOBUFS on the notification socket means the kernel dropped messages; it is reported to the caller
+//   (as an `overflow` event upstream of here), never thrown.
+
+import koffi from "koffi";
+
+import { KernelError } from "../ports.ts";
+import {
+  AF_NETLINK,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  NLMSG_OVERRUN,
+  NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_REQUEST,
+  decodeError,
+  decodeMsgs,
+  encodeMsg,
+  type NlMsg,
+} from "./codec.ts";
+
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0x80000;
+const NETLINK_ROUTE = 0;
+const SOL_SOCKET = 1;
+const SO_RCVBUF = 8;
+const SO_RCVTIMEO = 20;
+const SOL_NETLINK = 270;
+const NETLINK_EXT_ACK = 11;
+const MSG_DONTWAIT = 0x40;
+const POLLIN = 0x1;
+
+interface Libc {
+  socket: (domain: number, type: number, proto: number) => number;
+  bind: (fd: number, addr: Buffer, len: number) => number;
+  sendto: (fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, alen: number) => number;
+  recv: (fd: number, buf: Buffer, len: number, flags: number) => number;
+  setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
+  close: (fd: number) => number;
+  poll: {
+    (fds: Buffer, n: number, timeoutMs: number): number;
+    async: (fds: Buffer, n: number, timeoutMs: number, cb: (err: unknown, res: number) => void) => void;
+  };
+}
+
+let libc: Libc | undefined;
+let errnoNames: Map<number, string> | undefined;
+
+function lib(): Libc {
+  if (libc) return libc;
+  const l = koffi.load("libc.so.6");
+  libc = {
+    socket: l.func("int socket(int, int, int)"),
+    bind: l.func("int bind(int, const void *, uint32_t)"),
+    sendto: l.func("intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)"),
+    recv: l.func("intptr_t recv(int, _Out_ void *, size_t, int)"),
+    setsockopt: l.func("int setsockopt(int, int, int, const void *, uint32_t)"),
+    close: l.func("int close(int)"),
+    poll: l.func("int poll(void *, uint64_t, int)") as Libc["poll"],
+  } as Libc;
+  return libc;
+}
+
+/** errno number → name ("EEXIST"), from koffi's table of the platform's codes. */
+export function errnoName(n: number): string {
+  if (!errnoNames) {
+    errnoNames = new Map();
+    for (const [name, num] of Object.entries(koffi.os.errno))
+      if (!errnoNames.has(num)) errnoNames.set(num, name);
+    // Aliases koffi may list first; prefer the names iproute2 users know.
+    errnoNames.set(11, "EAGAIN");
+    errnoNames.set(95, "EOPNOTSUPP");
+  }
+  return errnoNames.get(n) ?? "EUNKNOWN";
+}
+
+function sockaddrNl(groups: number): Buffer {
+  const b = Buffer.alloc(12);
+  b.writeUInt16LE(AF_NETLINK, 0);
+  b.writeUInt32LE(0, 4); // nl_pid 0: the kernel assigns one (bind) / addresses the kernel (sendto)
+  b.writeUInt32LE(groups >>> 0, 8);
+  return b;
+}
+
+export class NetlinkSocket {
+  private fd: number;
+  private seq = Math.floor(Math.random() * 0x7fffffff);
+  private readonly rbuf = Buffer.alloc(1 << 18);
+  private readonly kernelAddr = sockaddrNl(0);
+
+  /** Opens a NETLINK_ROUTE socket; `groups` (RTMGRP_* mask) joins notification groups. */
+  constructor(opts: { groups?: number; rcvbufBytes?: number; recvTimeoutMs?: number } = {}) {
+    const c = lib();
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd < 0) throw new KernelError(errnoName(koffi.errno()), "open netlink socket");
+    this.fd = fd;
+    try {
+      if (opts.rcvbufBytes) this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvbufBytes);
+      if (opts.recvTimeoutMs) {
+        const tv = Buffer.alloc(16);
+        tv.writeBigInt64LE(BigInt(Math.floor(opts.recvTimeoutMs / 1000)), 0);
+        tv.writeBigInt64LE(BigInt((opts.recvTimeoutMs % 1000) * 1000), 8);
+        if (c.setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, tv, 16) < 0) {
+          throw new KernelError(errnoName(koffi.errno()), "set netlink socket receive timeout");
+        }
+      }
+      // Extended acks are harmless if unsupported; they only make error messages carry more bytes.
+      c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, Buffer.from([0, 0, 0, 0]), 4);
+      const sa = sockaddrNl(opts.groups ?? 0);
+      if (c.bind(fd, sa, sa.length) < 0)
+        throw new KernelError(errnoName(koffi.errno()), "bind netlink socket");
+    } catch (err) {
+      c.close(fd);
+      throw err;
+    }
+  }
+
+  private setInt(level: number, name: number, value: number): void {
+    const b = Buffer.alloc(4);
+    b.writeInt32LE(value, 0);
+    if (lib().setsockopt(this.fd, level, name, b, 4) < 0) {
+      throw new KernelError(errnoName(koffi.errno()), `setsockopt ${level}/${name}`);
+    }
+  }
+
+  get closed(): boolean {
+    return this.fd < 0;
+  }
+
+  close(): void {
+    if (this.fd >= 0) lib().close(this.fd);
+    this.fd = -1;
+  }
+
+  private send(type: number, flags: number, body: Buffer, op: string): number {
+    if (this.fd < 0) throw new KernelError("EBADF", op);
+    this.seq = (this.seq + 1) >>> 0;
+    const msg = encodeMsg({ type, flags, seq: this.seq, body });
+    const n = lib().sendto(this.fd, msg, msg.length, 0, this.kernelAddr, this.kernelAddr.length);
+    if (n < 0) throw new KernelError(errnoName(koffi.errno()), op);
+    return this.seq;
+  }
+
+  /** One blocking recv (bounded by SO_RCVTIMEO); returns the messages of one datagram. */
+  private recvOnce(op: string, flags = 0): NlMsg[] | undefined {
+    const n = lib().recv(this.fd, this.rbuf, this.rbuf.length, flags);
+    if (n < 0) {
+      const e = errnoName(koffi.errno());
+      if (e === "EAGAIN" && flags & MSG_DONTWAIT) return undefined;
+      if (e === "EINTR") return [];
+      throw new KernelError(e === "EAGAIN" ? "ETIMEDOUT" : e, op);
+    }
+    // Copy: rbuf is reused by the next recv.
+    return decodeMsgs(Buffer.from(this.rbuf.subarray(0, n)));
+  }
+
+  /** Sends a request with NLM_F_ACK and waits for its ACK; throws KernelError with the errno name. */
+  request(type: number, flags: number, body: Buffer, op: string): void {
+    const seq = this.send(type, NLM_F_REQUEST | NLM_F_ACK | flags, body, op);
+    for (;;) {
+      for (const m of this.recvOnce(op) ?? []) {
+        if (m.seq !== seq) continue; // a stale answer to an earlier request that timed out
+        if (m.type === NLMSG_ERROR) {
+          const err = decodeError(m.body);
+          if (err !== 0) throw new KernelError(errnoName(err), op);
+          return;
+        }
+      }
+    }
+  }
+
+  /** Sends a request that is answered by one message (e.g. RTM_GETROUTE, RTM_GETLINK by name). */
+  query(type: number, body: Buffer, op: string): NlMsg {
+    const seq = this.send(type, NLM_F_REQUEST, body, op);
+    for (;;) {
+      for (const m of this.recvOnce(op) ?? []) {
+        if (m.seq !== seq) continue;
+        if (m.type === NLMSG_ERROR) {
+          const err = decodeError(m.body);
+          throw new KernelError(err === 0 ? "ENODATA" : errnoName(err), op);
+        }
+        return m;
+      }
+    }
+  }
+
+  /** NLM_F_DUMP request: every message until NLMSG_DONE. A dump interrupted by changes is retried. */
+  dump(type: number, body: Buffer, op: string): NlMsg[] {
+    for (let attempt = 0; ; attempt++) {
+      const seq = this.send(type, NLM_F_REQUEST | NLM_F_DUMP, body, op);
+      const out: NlMsg[] = [];
+      let interrupted = false;
+      for (let done = false; !done;) {
+        for (const m of this.recvOnce(op) ?? []) {
+          if (m.seq !== seq) continue;
+          if (m.flags & 0x10) interrupted = true; // NLM_F_DUMP_INTR: state changed during the dump
+          if (m.type === NLMSG_DONE) {
+            done = true;
+            break;
+          }
+          if (m.type === NLMSG_ERROR) {
+            const err = decodeError(m.body);
+            if (err !== 0) throw new KernelError(errnoName(err), op);
+            continue;
+          }
+          if (m.type === NLMSG_OVERRUN) throw new KernelError("ENOBUFS", op);
+          out.push(m);
+        }
+      }
+      if (!interrupted || attempt >= 3) return out;
+    }
+  }
+
+  /**
+   * Reads notifications without blocking the event loop until `signal` aborts, then closes the socket.
+   * `onMsgs` gets each datagram's messages; `onOverflow` is called on ENOBUFS (messages were lost).
+   */
+  readLoop(onMsgs: (msgs: NlMsg[]) => void, onOverflow: () => void, signal: AbortSignal, pollMs = 100): void {
+    const pfd = Buffer.alloc(8);
+    pfd.writeInt32LE(this.fd, 0);
+    pfd.writeInt16LE(POLLIN, 4);
+    const drain = (): void => {
+      for (;;) {
+        let msgs: NlMsg[] | undefined;
+        try {
+          msgs = this.recvOnce("read netlink notifications", MSG_DONTWAIT);
+        } catch (err) {
+          // ENOBUFS: the socket stays usable after reporting the overflow. Anything else (never seen) is
+          // treated the same way, so that the caller re-reads the state instead of the process crashing.
+          onOverflow();
+          if (err instanceof KernelError && err.errno === "ENOBUFS") continue;
+          return;
+        }
+        if (msgs === undefined) return;
+        onMsgs(msgs);
+      }
+    };
+    const step = (): void => {
+      if (signal.aborted || this.fd < 0) {
+        this.close();
+        return;
+      }
+      lib().poll.async(pfd, 1, pollMs, (err, res) => {
+        if (signal.aborted) {
+          this.close();
+          return;
+        }
+        if (!err && res > 0) drain();
+        setImmediate(step);
+      });
+    };
+    step();
+  }
+}
