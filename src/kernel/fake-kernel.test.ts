@@ -218,7 +218,7 @@ test("route get: longest prefix match, own addresses, blackhole and no route", (
   );
 });
 
-test("addresses: secondary flag, prefix route follows the address", () => {
+test("addresses: secondary flag, deleting the primary and the last address", () => {
   const k = host();
   const eth = k.links.get("eth0")!;
   k.addrs.add(eth.index, IfAddr.parse("10.0.0.2/24"));
@@ -231,9 +231,14 @@ test("addresses: secondary flag, prefix route follows the address", () => {
       ["10.0.0.2/24", 1],
     ],
   );
-  k.addrs.delete(eth.index, IfAddr.parse("10.0.0.1/24"));
   k.addrs.delete(eth.index, IfAddr.parse("10.0.0.2/24"));
-  assert.equal(k.routes.list({ family: 4 }).length, 1); // only the default route is left
+  assert.equal(k.routes.list({ family: 4 }).length, 2, "the primary still covers the prefix");
+  k.addrs.add(eth.index, IfAddr.parse("10.0.0.2/24"));
+  // Deleting the primary takes the secondary with it (promote_secondaries=0), and with the last IPv4
+  // address gone every IPv4 route through eth0 is flushed, the default route included.
+  k.addrs.delete(eth.index, IfAddr.parse("10.0.0.1/24"));
+  assert.deepEqual(k.addrs.list({ linkIndex: eth.index }), []);
+  assert.deepEqual(k.routes.list({ family: 4 }), []);
 });
 
 test("events for deletions reach subscribers until the signal aborts", async () => {

@@ -492,7 +492,21 @@ export class FakeKernel implements Kernel {
             a.linkIndex === linkIndex && a.addr.ip.equals(addr.ip) && a.addr.prefixLen === addr.prefixLen,
         );
         if (i === -1) return;
-        this.addrTable.splice(i, 1);
+        const [gone] = this.addrTable.splice(i, 1);
+        // promote_secondaries is 0 by default: deleting a primary IPv4 address deletes its secondaries.
+        if (addr.family === 4 && (gone!.flags & 0x01) === 0) {
+          for (let j = this.addrTable.length - 1; j >= 0; j--) {
+            const a = this.addrTable[j]!;
+            if (
+              a.linkIndex === linkIndex &&
+              a.flags & 0x01 &&
+              a.addr.prefixLen === addr.prefixLen &&
+              addr.network.contains(a.addr.ip)
+            ) {
+              this.addrTable.splice(j, 1);
+            }
+          }
+        }
         // The prefix route goes with the address (unless another address on the link still covers it).
         const net = addr.network;
         if (!this.addrTable.some((a) => a.linkIndex === linkIndex && a.addr.network.equals(net))) {
@@ -506,6 +520,21 @@ export class FakeKernel implements Kernel {
         for (let j = this.routeTable.length - 1; j >= 0; j--) {
           const r = this.routeTable[j]!;
           if (r.src?.equals(addr.ip) && r.protocol !== RTPROT_KERNEL) this.routeTable.splice(j, 1);
+        }
+        // The last IPv4 address gone disables IPv4 on the link (fib_disable_ip): its IPv4 routes and ARP
+        // entries are flushed, FDB entries stay. Seen in the contract test, not just read in the source.
+        if (
+          addr.family === 4 &&
+          !this.addrTable.some((a) => a.linkIndex === linkIndex && a.addr.family === 4)
+        ) {
+          const v4OnLink = (x: { linkIndex: number; family: Family }): boolean =>
+            x.linkIndex === linkIndex && x.family === 4;
+          for (let j = this.routeTable.length - 1; j >= 0; j--)
+            if (v4OnLink(this.routeTable[j]!)) this.routeTable.splice(j, 1);
+          for (let j = this.neighTable.length - 1; j >= 0; j--) {
+            const n = this.neighTable[j]!;
+            if (v4OnLink({ linkIndex: n.linkIndex, family: n.ip.family })) this.neighTable.splice(j, 1);
+          }
         }
         this.log.push(`ip addr del ${addr.toString()} dev ${link.name}`);
       },

@@ -62,7 +62,7 @@ function lib(): Libc {
     socket: l.func("int socket(int, int, int)"),
     bind: l.func("int bind(int, const void *, uint32_t)"),
     sendto: l.func("intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)"),
-    recv: l.func("intptr_t recv(int, _Out_ void *, size_t, int)"),
+    recv: l.func("intptr_t recv(int, void *, size_t, int)"),
     setsockopt: l.func("int setsockopt(int, int, int, const void *, uint32_t)"),
     close: l.func("int close(int)"),
     poll: l.func("int poll(void *, uint64_t, int)") as Libc["poll"],
