@@ -394,6 +394,9 @@ export class Reconciler {
     let timer: NodeJS.Timeout | undefined;
     let pending = false;
     let stopped = false;
+    // After a failed pass, kernel events wait for the retry: the failed pass's own undo emits deletions,
+    // and reacting to them at once would spin on a permanent error instead of backing off.
+    let backingOff = false;
     // Kernel events come in bursts (deleting a device emits one per route/neighbour): coalesce them into
     // one pass on the next turn of the event loop.
     const schedule = (delayMs: number): void => {
@@ -407,16 +410,17 @@ export class Reconciler {
       pending = false;
       timer = undefined;
       const r = this.reconcile();
-      if (r.failures > 0) {
+      backingOff = r.failures > 0;
+      if (backingOff) {
         schedule(this.retryDelayMs);
-        this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30_000);
+        this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30_000, Math.max(this.checkMs, this.retryMs));
       } else {
         this.retryDelayMs = this.retryMs;
         schedule(this.checkMs);
       }
     };
     this.kernel.events.subscribe((ev) => {
-      if (ev.type === "overflow" || this.target.concerns(ev)) schedule(0);
+      if (!backingOff && (ev.type === "overflow" || this.target.concerns(ev))) schedule(0);
     }, signal);
     schedule(this.checkMs);
 
