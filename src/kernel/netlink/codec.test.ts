@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import * as nl from "./codec.ts";
+
+test("a route replace encodes as iproute2 sends it", () => {
+  // ip route replace 10.244.2.0/24 via 10.244.2.0 dev #3 onlink
+  const body = nl.encodeRtMsg(
+    {
+      family: nl.AF_INET,
+      dstLen: 24,
+      srcLen: 0,
+      tos: 0,
+      table: 254,
+      protocol: 3,
+      scope: 0,
+      type: 1,
+      flags: nl.RTNH_F_ONLINK,
+    },
+    [
+      nl.bytes(nl.RTA_DST, Buffer.from([10, 244, 2, 0])),
+      nl.bytes(nl.RTA_GATEWAY, Buffer.from([10, 244, 2, 0])),
+      nl.u32(nl.RTA_OIF, 3),
+    ],
+  );
+  const msg = nl.encodeMsg({ type: nl.RTM_NEWROUTE, flags: 0x1 | 0x4 | 0x400 | 0x100, seq: 7, body });
+  assert.equal(
+    msg.toString("hex"),
+    [
+      "34000000" + "1800" + "0505" + "07000000" + "00000000", // nlmsghdr: len 52, RTM_NEWROUTE, REQUEST|ACK|CREATE|REPLACE
+      "02180000" + "fe030001" + "04000000", // rtmsg: AF_INET /24, main, boot, universe, unicast, ONLINK
+      "0800" + "0100" + "0af40200", // RTA_DST
+      "0800" + "0500" + "0af40200", // RTA_GATEWAY
+      "0800" + "0400" + "03000000", // RTA_OIF
+    ].join(""),
+  );
+  const [m] = nl.decodeMsgs(msg);
+  const { hdr, attrs } = nl.decodeRtMsg(m!.body);
+  assert.equal(hdr.dstLen, 24);
+  assert.equal(hdr.flags, nl.RTNH_F_ONLINK);
+  assert.deepEqual(
+    attrs.map((a) => a.type),
+    [nl.RTA_DST, nl.RTA_GATEWAY, nl.RTA_OIF],
+  );
+});
+
+test("attributes pad to 4 bytes, nest, and strings are NUL-terminated", () => {
+  const enc = nl.encodeAttrs([
+    nl.str(nl.IFLA_IFNAME, "flannel.1"),
+    nl.nested(nl.IFLA_LINKINFO, [nl.str(nl.IFLA_INFO_KIND, "vxlan"), nl.flag(nl.IFLA_VXLAN_GBP)]),
+  ]);
+  assert.equal(enc.length % 4, 0);
+  const a = nl.attrMap(nl.decodeAttrs(enc));
+  assert.equal(nl.readStr(a.get(nl.IFLA_IFNAME)), "flannel.1");
+  const inner = nl.decodeAttrs(a.get(nl.IFLA_LINKINFO)!);
+  assert.equal(nl.readStr(inner[0]!.data), "vxlan");
+  assert.deepEqual(inner[1], { type: nl.IFLA_VXLAN_GBP, data: Buffer.alloc(0) });
+  // NLA_F_NESTED (0x8000) set by newer kernels is masked off.
+  const flagged = nl.encodeAttrs([{ type: nl.IFLA_LINKINFO | 0x8000, data: Buffer.alloc(0) }]);
+  assert.equal(nl.decodeAttrs(flagged)[0]!.type, nl.IFLA_LINKINFO);
+  assert.equal(nl.u16be(nl.IFLA_VXLAN_PORT, 8472).data.toString("hex"), "2118");
+});
+
+test("several messages in one datagram; a truncated tail is ignored; errors decode", () => {
+  const err = Buffer.alloc(20);
+  err.writeInt32LE(-17, 0); // -EEXIST
+  const dg = Buffer.concat([
+    nl.encodeMsg({ type: nl.NLMSG_ERROR, flags: 0, seq: 1, body: err }),
+    nl.encodeMsg({ type: nl.NLMSG_DONE, flags: 2, seq: 2, body: Buffer.alloc(4) }),
+    Buffer.from([0xff, 0, 0, 0, 1]),
+  ]);
+  const msgs = nl.decodeMsgs(dg);
+  assert.deepEqual(
+    msgs.map((m) => [m.type, m.seq]),
+    [
+      [nl.NLMSG_ERROR, 1],
+      [nl.NLMSG_DONE, 2],
+    ],
+  );
+  assert.equal(nl.decodeError(msgs[0]!.body), 17);
+});
+
+test("MAC addresses", () => {
+  assert.equal(nl.bytesToMac(nl.macToBytes("0E:2A:00:01:02:ff")), "0e:2a:00:01:02:ff");
+  assert.equal(nl.bytesToMac(Buffer.alloc(4)), "");
+  assert.throws(() => nl.macToBytes("0e:2a:00:01:02"), /Invalid MAC address "0e:2a:00:01:02"/);
+});
