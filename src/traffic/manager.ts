@@ -38,8 +38,10 @@ export interface TrafficManager {
   /**
    * Installs the masquerade rules for each family whose network and subnet are both non-null, after deleting
    * rules left from a previous, different network/subnet. Resolves when the first installation is done, then
-   * keeps the rules in place (iptables: every `resyncMs`) until `signal` aborts. Rejects when the first
-   * installation fails (the daemon exits with `Failed to setup masq rules, <err>`).
+   * keeps the rules in place (iptables: every `resyncMs`) until `signal` aborts. Rejects when the old rules
+   * cannot be removed (iptables) or the rules cannot be installed (nftables); the daemon then exits with
+   * `Failed to setup masq rules, <err>`. An iptables installation failure is only logged, as upstream, and
+   * retried by the resync loop.
    */
   setupAndEnsureMasqRules(opts: MasqRulesOpts): Promise<void>;
 
