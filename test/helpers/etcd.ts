@@ -36,6 +36,8 @@ export interface StartEtcdOptions {
   tls?: EtcdTls;
   /** Member name; default "fts-etcd". */
   name?: string;
+  /** More etcd flags, e.g. `["--max-txn-ops", "1000"]`. */
+  extraArgs?: readonly string[];
   /** How long to wait for the member to become healthy; default 30 s. */
   startTimeoutMs?: number;
 }
@@ -162,6 +164,7 @@ class EtcdProcess implements EtcdServer {
       "--log-level",
       "warn",
     ];
+    args.push(...(this.opts.extraArgs ?? []));
     const tls = this.opts.tls;
     if (tls) {
       args.push("--cert-file", tls.certFile, "--key-file", tls.keyFile, "--trusted-ca-file", tls.caFile);

@@ -1,0 +1,570 @@
+// EtcdRegistry: the lease store of the etcd subnet manager, over the etcd v3 API (npm etcd3 against a real
+// etcd). Same keys, values and TTL handling as upstream's pkg/subnet/etcd/registry.go, so upstream and
+// flannel-ts nodes can share one etcd.
+//
+// Design notes:
+// - Raw RPCs (kv.range/put/txn/deleteRange, lease grant/revoke/timeToLive) rather than etcd3's builders:
+//   each call carries a deadline, leases are plain IDs (no keep-alive machinery: renewal grants a new lease
+//   and re-puts, as upstream does — the old lease is left to expire, quirk A9), and create-if-absent is a
+//   single `Version(key) == 0` transaction.
+// - A key without an etcd lease (lease ID 0) is a reservation: its Lease has `expiration: null`.
+// - Watches use etcd3's multiplexed watch stream, which reconnects by itself (backoff 100 ms doubling up to
+//   5 s, our `DoublingBackoff`) and resumes from the revision after the last response it saw. A watch that
+//   etcd cancels because its revision was compacted cannot resume: we re-list, hand out a snapshot and
+//   watch again from the snapshot's revision (upstream: "fell behind compaction, re-listing").
+// - Watch output goes through a BatchQueue: the producer appends as responses arrive; the consumer takes
+//   everything pending in one pull. Events are never dropped; a snapshot supersedes the events queued
+//   before it (the re-list already reflects them). Responses are handled strictly in arrival order
+//   (a promise chain) because an added event needs an async TTL lookup.
+// - Malformed keys or values under the prefix are logged and skipped; they never end a watch.
+
+import { Etcd3, type IOptions } from "etcd3";
+import { readFileSync } from "node:fs";
+import { IpAddr } from "../../ip/addr.ts";
+import type { IpNet } from "../../ip/net.ts";
+import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult } from "../../lease/lease.ts";
+import type { Logger } from "../../log/logger.ts";
+import { FlannelError, errorMessage, redact } from "../../errors.ts";
+import { sleep } from "../../util/sleep.ts";
+import { decodeLeaseAttrs, encodeLeaseAttrs, joinKey, makeSubnetKey, parseSubnetKey } from "./keys.ts";
+
+/** Upstream's errConfigNotFound text, verbatim. */
+export const CONFIG_NOT_FOUND =
+  "flannel config not found in etcd store. Did you create your config using etcdv3 API?";
+
+export interface EtcdRegistryOptions {
+  endpoints: readonly string[];
+  /** Key prefix, e.g. `/coreos.com/network`. */
+  prefix: string;
+  keyFile?: string | undefined;
+  certFile?: string | undefined;
+  caFile?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  logger: Logger;
+  /** Deadline of each etcd call; default 10 s. */
+  callTimeoutMs?: number;
+}
+
+type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
+
+/** 100 ms, doubling, capped at 5 s: the reconnect backoff of upstream's watch loops. */
+export class DoublingBackoff {
+  constructor(
+    readonly duration = 100,
+    private readonly maxMs = 5000,
+  ) {}
+  next(): DoublingBackoff {
+    return new DoublingBackoff(Math.min(this.duration * 2, this.maxMs), this.maxMs);
+  }
+}
+
+/** Thrown by createSubnet when the key exists (upstream errSubnetAlreadyexists). */
+export class SubnetExistsError extends FlannelError {
+  constructor(key: string) {
+    super("ESUBNETEXISTS", `subnet already exists: ${key}`);
+  }
+}
+
+/**
+ * A queue whose consumer takes everything pending at once. `close()` ends the iteration after the
+ * pending items are taken.
+ */
+export class BatchQueue<T> {
+  private items: T[] = [];
+  private wake: (() => void) | undefined;
+  private closed = false;
+
+  push(item: T): void {
+    this.items.push(item);
+    this.notify();
+  }
+
+  /** Replaces everything pending by `item` (a snapshot supersedes earlier events). */
+  replace(item: T): void {
+    this.items = [item];
+    this.notify();
+  }
+
+  /** The last pending item, for merging into it. */
+  last(): T | undefined {
+    return this.items[this.items.length - 1];
+  }
+
+  close(): void {
+    this.closed = true;
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  async *drain(): AsyncGenerator<T[]> {
+    for (;;) {
+      if (this.items.length > 0) {
+        const batch = this.items;
+        this.items = [];
+        yield batch;
+        continue;
+      }
+      if (this.closed) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
+/** Pushes events into the queue, merging with the pending events batch if there is one. */
+function pushEvents(queue: BatchQueue<LeaseWatchResult>, events: LeaseEvent[]): void {
+  if (events.length === 0) return;
+  const last = queue.last();
+  if (last !== undefined && "events" in last) last.events.push(...events);
+  else queue.push({ events });
+}
+
+interface RawKv {
+  key: Buffer;
+  value: Buffer;
+  lease: string;
+  mod_revision: string;
+}
+
+export class EtcdRegistry {
+  private readonly client: Etcd3;
+  private readonly log: Logger;
+  private readonly callTimeoutMs: number;
+  private readonly secrets: string[];
+  readonly subnetsKey: string;
+  readonly configKey: string;
+
+  constructor(private readonly opts: EtcdRegistryOptions) {
+    this.log = opts.logger;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 10_000;
+    this.secrets = [opts.password].filter((s): s is string => s !== undefined && s !== "");
+    this.subnetsKey = joinKey(opts.prefix, "subnets");
+    this.configKey = joinKey(opts.prefix, "config");
+    const options: IOptions = {
+      hosts: [...opts.endpoints],
+      faultHandling: { watchBackoff: new DoublingBackoff() as unknown as WatchBackoff },
+    };
+    if (!opts.keyFile || !opts.certFile) {
+      this.log.warn("no certificate provided: connecting to etcd with http. This is insecure");
+    } else {
+      options.credentials = {
+        // grpc-js uses the system roots when no CA is given, as Go's TLS client does.
+        rootCertificate: (opts.caFile ? readTls(opts.caFile, "--etcd-cafile") : undefined) as Buffer,
+        privateKey: readTls(opts.keyFile, "--etcd-keyfile"),
+        certChain: readTls(opts.certFile, "--etcd-certfile"),
+      };
+    }
+    if (opts.username !== undefined && opts.username !== "") {
+      options.auth = { username: opts.username, password: opts.password ?? "" };
+    }
+    this.client = new Etcd3(options);
+  }
+
+  /** Closes the client; pending calls fail. */
+  close(): void {
+    this.client.close();
+  }
+
+  /** An error safe to log: etcd3 messages never carry the password, but make sure of it. */
+  private clean(err: unknown): Error {
+    const msg = redact(errorMessage(err), this.secrets);
+    if (err instanceof Error && msg === err.message) return err;
+    return new Error(msg);
+  }
+
+  private callOpts(): { deadline: number } {
+    return { deadline: Date.now() + this.callTimeoutMs };
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.clean(err);
+    }
+  }
+
+  /** The text of `<prefix>/config`; throws upstream's message when it is absent. */
+  async getNetworkConfig(): Promise<string> {
+    const res = await this.call(() =>
+      this.client.kv.range({ key: Buffer.from(this.configKey) }, this.callOpts()),
+    );
+    const kv = res.kvs[0];
+    if (kv === undefined) throw new FlannelError("ECONFIGNOTFOUND", CONFIG_NOT_FOUND);
+    return kv.value.toString("utf8");
+  }
+
+  /** Expiration of an etcd lease; null when the key has no lease (a reservation). */
+  private async expirationOf(leaseId: string): Promise<Date | null> {
+    if (leaseId === "0" || leaseId === "") return null;
+    const ttl = await this.call(() =>
+      this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, this.callOpts()),
+    );
+    return new Date(Date.now() + Number(ttl.TTL) * 1000);
+  }
+
+  /** kv → Lease, or an error text naming the key when the key or value is malformed. */
+  private async kvToLease(kv: RawKv): Promise<Lease | string> {
+    const key = kv.key.toString("utf8");
+    const sk = parseSubnetKey(key);
+    if (sk === null) return `failed to parse subnet key ${key}`;
+    const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
+    if (!attrs.ok) return `${key}: ${attrs.error}`;
+    return {
+      enableIpv4: true,
+      enableIpv6: sk.ipv6Subnet !== null,
+      subnet: sk.subnet,
+      ipv6Subnet: sk.ipv6Subnet,
+      attrs: attrs.value,
+      expiration: await this.expirationOf(kv.lease),
+      asof: Number(kv.mod_revision),
+    };
+  }
+
+  /** All leases under `<prefix>/subnets/` and the revision of the read (the watch resumes after it). */
+  async getSubnets(): Promise<{ leases: Lease[]; revision: number }> {
+    const prefix = Buffer.from(`${this.subnetsKey}/`);
+    const res = await this.call(() =>
+      this.client.kv.range({ key: prefix, range_end: prefixEnd(prefix) }, this.callOpts()),
+    );
+    const leases: Lease[] = [];
+    for (const kv of res.kvs) {
+      let l: Lease | string;
+      try {
+        l = await this.kvToLease(kv);
+      } catch (err) {
+        this.log.warn(`Could not read ttl: ${errorMessage(err)}`);
+        continue;
+      }
+      if (typeof l === "string") this.log.warn(`Ignoring bad subnet node: ${l}`);
+      else leases.push(l);
+    }
+    return { leases, revision: Number(res.header.revision) };
+  }
+
+  /** One lease (null when absent) and the revision of the read. */
+  async getSubnet(
+    subnet: IpNet,
+    ipv6Subnet: IpNet | null,
+  ): Promise<{ lease: Lease | null; revision: number }> {
+    const key = this.subnetKey(subnet, ipv6Subnet);
+    const res = await this.call(() => this.client.kv.range({ key: Buffer.from(key) }, this.callOpts()));
+    const kv = res.kvs[0];
+    const revision = Number(res.header.revision);
+    if (kv === undefined) return { lease: null, revision };
+    const l = await this.kvToLease(kv);
+    if (typeof l === "string") throw new FlannelError("EBADLEASE", l);
+    return { lease: l, revision };
+  }
+
+  subnetKey(subnet: IpNet, ipv6Subnet: IpNet | null): string {
+    return joinKey(this.subnetsKey, makeSubnetKey(subnet, ipv6Subnet));
+  }
+
+  private async grant(ttlSec: number): Promise<{ id: string; ttlSec: number }> {
+    const res = await this.call(() => this.client.leaseClient.leaseGrant({ TTL: ttlSec }, this.callOpts()));
+    return { id: res.ID, ttlSec: Number(res.TTL) };
+  }
+
+  private async revokeQuietly(id: string): Promise<void> {
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: id }, this.callOpts());
+    } catch (err) {
+      this.log.error(errorMessage(this.clean(err)));
+    }
+  }
+
+  /**
+   * Creates the lease key only if it does not exist (txn `Version(key) == 0`), attached to a new etcd lease
+   * of `ttlSec`. Throws SubnetExistsError when someone else holds the key. Returns the expiration.
+   */
+  async createSubnet(
+    subnet: IpNet,
+    ipv6Subnet: IpNet | null,
+    attrs: LeaseAttrs,
+    ttlSec: number,
+  ): Promise<Date> {
+    const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
+    const value = Buffer.from(encodeLeaseAttrs(attrs));
+    const lease = await this.grant(ttlSec);
+    let succeeded: boolean;
+    try {
+      const res = await this.call(() =>
+        this.client.kv.txn(
+          {
+            compare: [{ key, target: "Version", result: "Equal", version: 0 }],
+            success: [{ request_put: { key, value, lease: lease.id } }],
+          },
+          this.callOpts(),
+        ),
+      );
+      succeeded = res.succeeded;
+    } catch (err) {
+      await this.revokeQuietly(lease.id);
+      throw err;
+    }
+    if (!succeeded) {
+      await this.revokeQuietly(lease.id);
+      throw new SubnetExistsError(key.toString());
+    }
+    return new Date(Date.now() + lease.ttlSec * 1000);
+  }
+
+  /**
+   * Puts the lease key with a fresh etcd lease of `ttlSec` (renewal: the previous etcd lease is not revoked,
+   * as upstream). `ttlSec` 0 puts it without a lease (a reservation) and returns null.
+   */
+  async updateSubnet(
+    subnet: IpNet,
+    ipv6Subnet: IpNet | null,
+    attrs: LeaseAttrs,
+    ttlSec: number,
+  ): Promise<Date | null> {
+    const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
+    const value = Buffer.from(encodeLeaseAttrs(attrs));
+    if (ttlSec <= 0) {
+      await this.call(() => this.client.kv.put({ key, value }, this.callOpts()));
+      return null;
+    }
+    const lease = await this.grant(ttlSec);
+    try {
+      await this.call(() => this.client.kv.put({ key, value, lease: lease.id }, this.callOpts()));
+    } catch (err) {
+      await this.revokeQuietly(lease.id);
+      throw err;
+    }
+    return new Date(Date.now() + lease.ttlSec * 1000);
+  }
+
+  /** Deletes the lease key; succeeds when it is already gone. */
+  async deleteSubnet(subnet: IpNet, ipv6Subnet: IpNet | null): Promise<void> {
+    const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
+    await this.call(() => this.client.kv.deleteRange({ key }, this.callOpts()));
+  }
+
+  /**
+   * All subnet leases: a snapshot first (unless `since` is given: then events from revision `since`), then
+   * batches of events until `signal` aborts. Survives disconnects (resumes from the last revision seen) and
+   * compaction (re-lists and yields a fresh snapshot).
+   */
+  watchSubnets(signal: AbortSignal, since?: number): AsyncIterable<LeaseWatchResult[]> {
+    const prefix = Buffer.from(`${this.subnetsKey}/`);
+    return this.watchRange(
+      signal,
+      { key: prefix, rangeEnd: prefixEnd(prefix), label: this.subnetsKey },
+      since,
+    );
+  }
+
+  /** Like watchSubnets, for one lease key (the snapshot holds that lease, or nothing when absent). */
+  watchSubnet(
+    signal: AbortSignal,
+    subnet: IpNet,
+    ipv6Subnet: IpNet | null,
+    since?: number,
+  ): AsyncIterable<LeaseWatchResult[]> {
+    const key = this.subnetKey(subnet, ipv6Subnet);
+    return this.watchRange(signal, { key: Buffer.from(key), rangeEnd: undefined, label: key }, since);
+  }
+
+  private async list(range: { key: Buffer; rangeEnd: Buffer | undefined }): Promise<{
+    leases: Lease[];
+    revision: number;
+  }> {
+    if (range.rangeEnd !== undefined) return this.getSubnets();
+    const sk = parseSubnetKey(range.key.toString());
+    if (sk === null) throw new Error(`not a subnet key: ${range.key.toString()}`);
+    const { lease, revision } = await this.getSubnet(sk.subnet, sk.ipv6Subnet);
+    return { leases: lease ? [lease] : [], revision };
+  }
+
+  private watchRange(
+    signal: AbortSignal,
+    range: { key: Buffer; rangeEnd: Buffer | undefined; label: string },
+    since: number | undefined,
+  ): AsyncIterable<LeaseWatchResult[]> {
+    const queue = new BatchQueue<LeaseWatchResult>();
+    const log = this.log;
+    let chain: Promise<void> = Promise.resolve();
+    let current: ReturnType<typeof this.createWatcher> | undefined;
+    let nextRev = since ?? 0;
+
+    const relist = async (): Promise<void> => {
+      let backoffMs = 100;
+      for (;;) {
+        if (signal.aborted) return;
+        try {
+          const { leases, revision } = await this.list(range);
+          queue.replace({ snapshot: leases });
+          nextRev = revision + 1;
+          return;
+        } catch (err) {
+          log.error(`failed to re-list subnets: ${errorMessage(this.clean(err))}`);
+          try {
+            await sleep(backoffMs, signal);
+          } catch {
+            return;
+          }
+          backoffMs = Math.min(backoffMs * 2, 5000);
+        }
+      }
+    };
+
+    const start = (): void => {
+      if (signal.aborted) return;
+      log.v(4)?.info(`registry: watching ${range.label} starting from rev ${nextRev}`);
+      const w = this.createWatcher(range, nextRev);
+      current = w;
+      w.on("data", (res: WatchData) => {
+        if (w !== current) return;
+        const rev = Number(res.header.revision);
+        if (rev > 0) nextRev = Math.max(nextRev, rev + 1);
+        const evs = res.events;
+        if (evs.length === 0) return;
+        chain = chain.then(async () => pushEvents(queue, await this.toEvents(evs)));
+      });
+      w.on("disconnected", (err: unknown) => {
+        if (w !== current || signal.aborted) return;
+        log.warn(
+          `etcd watch channel for ${range.label} closed (${errorMessage(this.clean(err))}), reconnecting from rev ${nextRev}...`,
+        );
+      });
+      w.on("error", (err: unknown) => {
+        if (w !== current || signal.aborted) return;
+        current = undefined;
+        const msg = errorMessage(this.clean(err));
+        // The watch was cancelled by etcd; it cannot be resumed as it is. Compaction is the common cause:
+        // etcd 3.4 reports it with compact_revision and an empty reason, which etcd3 does not pass on.
+        if (/compacted|canceled: *$/.test(msg)) {
+          log.warn(`etcd watch for ${range.label} fell behind compaction, re-listing and resuming`);
+        } else {
+          log.warn(`etcd watch for ${range.label} was cancelled (${msg}), re-listing and resuming`);
+        }
+        chain = chain.then(async () => {
+          await relist();
+          start();
+        });
+      });
+    };
+
+    const onAbort = (): void => {
+      const w = current;
+      current = undefined;
+      if (w) void w.cancel().catch(() => undefined);
+      queue.close();
+    };
+
+    async function* run(): AsyncGenerator<LeaseWatchResult[]> {
+      if (signal.aborted) return;
+      signal.addEventListener("abort", onAbort, { once: true });
+      try {
+        if (since === undefined) await relist();
+        start();
+        for await (const batch of queue.drain()) {
+          if (signal.aborted) return;
+          yield batch;
+        }
+      } finally {
+        signal.removeEventListener("abort", onAbort);
+        onAbort();
+      }
+    }
+    return run();
+  }
+
+  private createWatcher(range: { key: Buffer; rangeEnd: Buffer | undefined }, rev: number) {
+    const b = this.client.watch();
+    if (range.rangeEnd !== undefined) b.inRange({ start: range.key, end: range.rangeEnd });
+    else b.key(range.key);
+    if (rev > 0) b.startRevision(String(rev));
+    return b.watcher();
+  }
+
+  /** Watch events → lease events; malformed ones are logged and skipped. Added leases get their TTL. */
+  private async toEvents(evs: WatchData["events"]): Promise<LeaseEvent[]> {
+    const out: LeaseEvent[] = [];
+    const ttlCache = new Map<string, Date | null>();
+    for (const ev of evs) {
+      const key = ev.kv.key.toString("utf8");
+      const sk = parseSubnetKey(key);
+      if (sk === null) {
+        this.log.error(`error parsing etcd event: ${ev.type} ${JSON.stringify(key)}: not a subnet, skipping`);
+        continue;
+      }
+      const base = {
+        enableIpv4: true,
+        enableIpv6: sk.ipv6Subnet !== null,
+        subnet: sk.subnet,
+        ipv6Subnet: sk.ipv6Subnet,
+        asof: Number(ev.kv.mod_revision),
+      };
+      if (ev.type === "Delete") {
+        out.push({
+          type: "removed",
+          lease: {
+            ...base,
+            attrs: { publicIp: zeroV4(), publicIpv6: null, backendType: "" },
+            expiration: null,
+          },
+        });
+        continue;
+      }
+      const attrs = decodeLeaseAttrs(ev.kv.value.toString("utf8"));
+      if (!attrs.ok) {
+        this.log.error(`error parsing etcd event: ${key}: ${attrs.error}`);
+        continue;
+      }
+      let expiration: Date | null = null;
+      const leaseId = ev.kv.lease;
+      if (ttlCache.has(leaseId)) expiration = ttlCache.get(leaseId) ?? null;
+      else {
+        try {
+          expiration = await this.expirationOf(leaseId);
+        } catch (err) {
+          // Keep the event (a peer's lease must not be lost); only its expiration is unknown.
+          this.log.warn(`Could not read ttl: ${errorMessage(err)}`);
+        }
+        ttlCache.set(leaseId, expiration);
+      }
+      out.push({ type: "added", lease: { ...base, attrs: attrs.value, expiration } });
+    }
+    return out;
+  }
+}
+
+interface WatchData {
+  header: { revision: string };
+  events: { type: "Put" | "Delete"; kv: RawKv }[];
+}
+
+function zeroV4(): IpAddr {
+  return IpAddr.zero(4);
+}
+
+/** The end of the key range that holds every key starting with `prefix` (etcd's WithPrefix). */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if ((end[i] as number) < 0xff) {
+      end[i] = (end[i] as number) + 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+function readTls(file: string, flag: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    // The message names the file and the flag, never the file's contents.
+    throw new FlannelError("ETLSFILE", `Cannot read ${flag} file ${file}: ${errorMessage(err)}`, {
+      hint: `check that ${flag} names a readable PEM file`,
+    });
+  }
+}
