@@ -1,0 +1,449 @@
+// The vxlan backend (upstream pkg/backend/vxlan): one VXLAN device per address family, and per remote host
+// one neighbour, one FDB entry and one route.
+//
+// Design notes:
+// - Scaling: the device is created once; each remote lease costs exactly 1 permanent neighbour (the peer's
+//   subnet network address → its VTEP MAC), 1 FDB entry (VTEP MAC → the peer's public IP) and 1 onlink route
+//   (peer subnet via its network address). No L2/L3-miss handling: everything is programmed ahead of traffic.
+// - Order ARP → FDB → route: the route is what attracts traffic to the device. Once it exists the kernel
+//   resolves the gateway (the peer subnet's network address) through the neighbour table and finds the
+//   remote VTEP through the FDB, so both must exist first; otherwise the first packets trigger an ARP on a
+//   device that has nobody to answer, and a failed neighbour entry lingers. If a later step fails the
+//   earlier ones are undone (reconcile.ts), so no half-programmed peer is left.
+// - DirectRouting: a peer whose public IP is directly reachable (`ip route get` gives no gateway) gets a
+//   plain route `subnet via publicIP` instead, decided when its lease event arrives, as upstream does.
+// - Repair (better than upstream, which only recreates a deleted device and never replays its entries):
+//   the network keeps the desired state — the devices with their address and MAC, and per peer the entries
+//   above — and a Reconciler pass makes the kernel match it after every lease batch, on every kernel event
+//   that concerns the network (device/route/neighbour/FDB deleted, socket overflow) and every `checkMs`.
+//   A deleted device is recreated with the *same* MAC (peers keep working without a lease update), its
+//   address and every entry are replayed in the same pass. Stale entries of departed peers are removed.
+// - IPv4 and IPv6 share every line: a `Vtep` per family (flannel.<VNI> / flannel-v6.<VNI>) and family-
+//   generic peer entries; nothing here is written twice.
+// - MTU: device MTU = base − 50 for IPv4, base − 70 for an IPv6 underlay (upstream subtracts 50 for both,
+//   appendix A12, which drops full-size packets over IPv6). The pod MTU is the smallest device MTU.
+// - At exit nothing is removed (§7.4): devices, neighbours, FDB entries and routes stay so a restart does
+//   not disturb existing flows; the next start reuses the device and reconciles the entries.
+
+import { errorMessage } from "../../errors.ts";
+import { IpAddr, type Family } from "../../ip/addr.ts";
+import { IfAddr, IpNet } from "../../ip/net.ts";
+import type { KernelEvent, Route, VxlanSpec } from "../../kernel/ports.ts";
+import { NUD_PERMANENT, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from "../../kernel/ports.ts";
+import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
+import { watchLeaseBatches } from "../../lease/watcher.ts";
+import type { Logger } from "../../log/logger.ts";
+import { isAbort } from "../../util/sleep.ts";
+import type { NetworkConfig } from "../../config/network-config.ts";
+import type { Backend, BackendDeps, Network } from "../backend.ts";
+import { Reconciler, type ActualState, type DesiredPeer, type ReconcileTarget } from "../reconcile.ts";
+import { describeVxlanConfig, decodeVxlanConfig, VXLAN_OVERHEAD, type VxlanConfig } from "./config.ts";
+import { configureVxlanDevice, ensureVxlanLink, randomMac, vxlanLinkIncompat } from "./device.ts";
+
+const FAMILIES: readonly Family[] = [4, 6];
+const RTPROT_KERNEL = 2;
+
+export interface VxlanBackendOptions {
+  /** Period of the drift check (default 10 s). */
+  checkMs?: number;
+  /** First retry delay after a failed repair (default 1 s, doubling up to 30 s). */
+  retryMs?: number;
+}
+
+/** One VXLAN device: everything needed to (re)create and configure it. */
+interface Vtep {
+  family: Family;
+  spec: VxlanSpec & { mac: string };
+  addr: IfAddr;
+  network: IpNet | null;
+  ownSubnet: IpNet;
+  /** Current ifindex; changes when the device is recreated. 0 while it is missing. */
+  index: number;
+}
+
+/** A remote VTEP as a lease advertises it for one family. */
+interface RemoteVtep {
+  subnet: IpNet;
+  publicIp: IpAddr;
+  mac: string;
+  direct: boolean;
+}
+
+interface Peer {
+  lease: Lease;
+  vteps: Partial<Record<Family, RemoteVtep>>;
+}
+
+/** Device name per family: flannel.<VNI> and flannel-v6.<VNI>. */
+export function vxlanDeviceName(family: Family, vni: number): string {
+  return family === 4 ? `flannel.${vni}` : `flannel-v6.${vni}`;
+}
+
+/** BackendData as upstream marshals it: compact, keys in this order. */
+export function vxlanBackendData(vni: number, mac: string): string {
+  return JSON.stringify({ VNI: vni, VtepMAC: mac });
+}
+
+const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/** Decodes a peer's BackendData (`{"VNI":1,"VtepMAC":"…"}`); throws on missing or malformed VtepMAC. */
+export function parseVxlanBackendData(raw: string | undefined): { vni: number; mac: string } {
+  if (raw === undefined) throw new Error("lease has no backend data");
+  const obj: unknown = JSON.parse(raw);
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj))
+    throw new Error(`backend data is not an object: ${raw}`);
+  let vni = 0;
+  let mac: string | undefined;
+  // Go decodes case-insensitively, the last matching key winning.
+  for (const [k, v] of Object.entries(obj)) {
+    if (k.toLowerCase() === "vni" && typeof v === "number") vni = v;
+    if (k.toLowerCase() === "vtepmac" && typeof v === "string") mac = v;
+  }
+  const norm = mac?.toLowerCase().replaceAll("-", ":");
+  if (norm === undefined || !MAC_RE.test(norm)) throw new Error(`invalid VtepMAC in backend data: ${raw}`);
+  return { vni, mac: norm };
+}
+
+function subnetOf(lease: Lease, family: Family): IpNet | null {
+  return family === 4 ? lease.subnet : lease.ipv6Subnet;
+}
+
+function familyEnabled(lease: Lease, family: Family): boolean {
+  // Legacy etcd leases set neither flag and are IPv4 (upstream's lease watcher treats them so, too).
+  if (family === 4) return lease.enableIpv4 || (!lease.enableIpv4 && !lease.enableIpv6);
+  return lease.enableIpv6;
+}
+
+function peerKey(lease: Lease): string {
+  return lease.enableIpv4 || !lease.enableIpv6
+    ? `4|${String(lease.subnet)}`
+    : `6|${String(lease.ipv6Subnet)}`;
+}
+
+export class VxlanNetwork implements Network, ReconcileTarget {
+  private readonly peers = new Map<string, Peer>();
+  private readonly reconciler: Reconciler;
+
+  constructor(
+    private readonly deps: BackendDeps,
+    private readonly cfg: VxlanConfig,
+    private readonly ownLease: Lease,
+    private readonly vteps: Vtep[],
+    private readonly logger: Logger,
+    opts: VxlanBackendOptions,
+  ) {
+    this.reconciler = new Reconciler({
+      target: this,
+      kernel: deps.kernel,
+      logger,
+      ...(opts.checkMs === undefined ? {} : { checkMs: opts.checkMs }),
+      ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
+    });
+  }
+
+  lease(): Lease {
+    return this.ownLease;
+  }
+
+  mtu(): number {
+    if (this.vteps.length === 0) return this.cfg.mtu - VXLAN_OVERHEAD[4];
+    return Math.min(...this.vteps.map((v) => v.spec.mtu ?? this.cfg.mtu));
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    this.logger.info("watching for new subnet leases");
+    try {
+      await this.reconciler.run(
+        signal,
+        watchLeaseBatches(this.deps.subnetManager, this.ownLease, this.logger, signal),
+        (batch) => this.handleBatch(batch),
+      );
+    } catch (err) {
+      if (isAbort(err, signal)) return;
+      throw new Error(`could not watch leases: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  /** One reconcile pass now (tests and `flannelctl` use it; `run` does it by itself). */
+  reconcileNow(): ReturnType<Reconciler["reconcile"]> {
+    return this.reconciler.reconcile();
+  }
+
+  /** Updates the desired state from a lease batch; the caller runs one reconcile pass afterwards. */
+  handleBatch(batch: readonly LeaseEvent[]): void {
+    for (const ev of batch) {
+      const { lease } = ev;
+      const attrs = lease.attrs;
+      if (attrs.backendType !== "vxlan") {
+        this.logger.warn(
+          `ignoring non-vxlan v4Subnet(${String(lease.subnet ?? "<nil>")}) v6Subnet(${String(lease.ipv6Subnet ?? "<nil>")}): type=${attrs.backendType}`,
+        );
+        continue;
+      }
+      const key = peerKey(lease);
+      if (ev.type === "removed") {
+        const known = this.peers.get(key);
+        this.peers.delete(key);
+        for (const f of FAMILIES) {
+          const v = known?.vteps[f];
+          if (v !== undefined) {
+            this.logger
+              .v(2)
+              ?.info(
+                `removing ${f === 6 ? "v6 " : ""}subnet: ${v.subnet.toString()} PublicIP${f === 6 ? "v6" : ""}: ${v.publicIp.toString()} VtepMAC: ${v.mac}`,
+              );
+          }
+        }
+        continue;
+      }
+      const peer: Peer = { lease, vteps: {} };
+      let ok = true;
+      for (const vtep of this.vteps) {
+        const f = vtep.family;
+        if (!familyEnabled(lease, f)) continue;
+        const remote = this.remoteVtep(lease, attrs, f);
+        if (remote === undefined) {
+          ok = false;
+          break;
+        }
+        peer.vteps[f] = remote;
+        this.logger
+          .v(2)
+          ?.info(
+            remote.direct
+              ? `Adding ${f === 6 ? "v6 " : ""}direct route to subnet: ${remote.subnet.toString()} PublicIP${f === 6 ? "v6" : ""}: ${remote.publicIp.toString()}`
+              : `adding ${f === 6 ? "v6 " : ""}subnet: ${remote.subnet.toString()} PublicIP${f === 6 ? "v6" : ""}: ${remote.publicIp.toString()} VtepMAC: ${remote.mac}`,
+          );
+      }
+      // A lease we cannot use is skipped as upstream does; what an earlier version of it programmed stays.
+      if (ok) this.peers.set(key, peer);
+    }
+  }
+
+  private remoteVtep(lease: Lease, attrs: LeaseAttrs, f: Family): RemoteVtep | undefined {
+    const subnet = subnetOf(lease, f);
+    const publicIp = f === 4 ? attrs.publicIp : attrs.publicIpv6;
+    if (subnet === null || publicIp === null || publicIp.isUnspecified) {
+      this.logger.error(
+        `Ignoring vxlan lease ${String(subnet ?? lease.subnet ?? "<nil>")}: it has no IPv${f} ${subnet === null ? "subnet" : "public IP"}`,
+      );
+      return undefined;
+    }
+    let mac: string;
+    try {
+      mac = parseVxlanBackendData(f === 4 ? attrs.backendData : attrs.backendV6Data).mac;
+    } catch (err) {
+      this.logger.error(`error decoding ${f === 6 ? "v6 " : ""}subnet lease JSON: ${errorMessage(err)}`);
+      return undefined;
+    }
+    let direct = false;
+    if (this.cfg.directRouting) {
+      try {
+        direct = this.deps.kernel.routes.get(publicIp).gw === undefined;
+      } catch (err) {
+        this.logger.error(errorMessage(err));
+      }
+    }
+    return { subnet, publicIp, mac, direct };
+  }
+
+  // ------------------------------------------------------------------ ReconcileTarget
+
+  ensureDevices(): void {
+    const errors: string[] = [];
+    for (const v of this.vteps) {
+      try {
+        let link = this.deps.kernel.links.get(v.spec.name);
+        if (link === undefined || vxlanLinkIncompat(v.spec, link) !== "") {
+          if (link === undefined) this.logger.warn(`Interface ${v.spec.name} deleted; recreating it`);
+          v.index = 0;
+          link = ensureVxlanLink(this.deps.kernel, v.spec, this.logger).link;
+        }
+        configureVxlanDevice(
+          this.deps.kernel,
+          link,
+          { family: v.family, addr: v.addr, network: v.network, mac: v.spec.mac, fixMac: true },
+          this.logger,
+        );
+        if (v.index !== link.index && v.index !== 0) this.logger.info(`Recreated interface ${v.spec.name}`);
+        v.index = link.index;
+      } catch (err) {
+        v.index = 0;
+        errors.push(`failed to repair interface ${v.spec.name}: ${errorMessage(err)}`);
+      }
+    }
+    if (errors.length > 0) throw new Error(errors.join("; "));
+  }
+
+  desired(): DesiredPeer[] {
+    const out: DesiredPeer[] = [];
+    for (const peer of this.peers.values()) {
+      for (const v of this.vteps) {
+        const r = peer.vteps[v.family];
+        if (r === undefined || v.index === 0) continue;
+        const key = r.subnet.toString();
+        if (r.direct) {
+          out.push({ key, route: { family: v.family, dst: r.subnet, gw: r.publicIp } });
+          continue;
+        }
+        out.push({
+          key,
+          neighbour: { linkIndex: v.index, ip: r.subnet.ip, mac: r.mac },
+          fdb: { linkIndex: v.index, mac: r.mac, dst: r.publicIp },
+          route: {
+            family: v.family,
+            dst: r.subnet,
+            gw: r.subnet.ip,
+            linkIndex: v.index,
+            onlink: true,
+            scope: RT_SCOPE_UNIVERSE,
+          },
+        });
+      }
+    }
+    return out;
+  }
+
+  actual(): ActualState {
+    const k = this.deps.kernel;
+    const out: ActualState = { neighbours: [], fdb: [], routes: [] };
+    for (const v of this.vteps) {
+      if (v.index === 0) continue;
+      out.neighbours.push(
+        ...k.neighbours
+          .list({ linkIndex: v.index, family: v.family })
+          .filter((n) => (n.state & NUD_PERMANENT) !== 0),
+      );
+      out.fdb.push(
+        ...k.fdb.list({ linkIndex: v.index }).filter((e) => e.dst !== null && e.dst.family === v.family),
+      );
+      out.routes.push(...k.routes.list({ family: v.family }).filter((r) => this.ownsRoute(v, r)));
+    }
+    return out;
+  }
+
+  /**
+   * Routes this network manages: into the cluster network (or, with no network configured, through the
+   * device), never our own subnet, never the kernel's connected routes. That covers the onlink routes on
+   * the device and direct routes over the external interface, including those of peers that left while
+   * flanneld was down (upstream #2554).
+   */
+  private ownsRoute(v: Vtep, r: Route): boolean {
+    if (r.dst === null || (r.type ?? "unicast") !== "unicast" || r.protocol === RTPROT_KERNEL) return false;
+    if ((r.table ?? RT_TABLE_MAIN) !== RT_TABLE_MAIN || r.dst.overlaps(v.ownSubnet)) return false;
+    if (v.network !== null)
+      return v.network.containsNet(r.dst) && (r.linkIndex === v.index || r.gw !== undefined);
+    return r.linkIndex === v.index;
+  }
+
+  concerns(ev: KernelEvent): boolean {
+    switch (ev.type) {
+      case "link-deleted":
+        return this.vteps.some((v) => v.spec.name === ev.name || v.index === ev.index);
+      case "route-deleted":
+        return this.vteps.some(
+          (v) =>
+            v.index === ev.route.linkIndex ||
+            (ev.route.dst !== null && v.network !== null && v.network.containsNet(ev.route.dst)),
+        );
+      case "neigh-deleted":
+        return this.vteps.some((v) => v.index === ev.linkIndex);
+      case "link-added":
+        return false;
+      case "overflow":
+        return true;
+    }
+  }
+}
+
+/** The vxlan backend factory (registry.ts). */
+export function createVxlanBackend(deps: BackendDeps, opts: VxlanBackendOptions = {}): Backend {
+  const logger = deps.logger.child("vxlan.ts");
+  return {
+    async registerNetwork(config: NetworkConfig, signal: AbortSignal): Promise<Network> {
+      const ext = deps.extIface;
+      const cfg = decodeVxlanConfig(config.backend, ext.iface.mtu);
+      logger.info(describeVxlanConfig(cfg));
+
+      const stored = await deps.subnetManager.getStoredMacAddresses(signal);
+      const families = FAMILIES.filter((f) => (f === 4 ? config.enableIpv4 : config.enableIpv6));
+      const devices: { family: Family; spec: VxlanSpec & { mac: string } }[] = [];
+      for (const f of families) {
+        const name = vxlanDeviceName(f, cfg.vni);
+        const storedMac = f === 4 ? stored.v4 : stored.v6;
+        if (storedMac !== undefined) logger.info(`Interface ${name} mac address set to: ${storedMac}`);
+        const spec: VxlanSpec & { mac: string } = {
+          name,
+          vni: cfg.vni,
+          // The device binds its UDP socket to the interface address; --public-ip may be a NAT address that
+          // is not local (upstream passes IfaceAddr here too).
+          local: f === 4 ? ext.ifaceAddr : ext.ifaceV6Addr,
+          vtepIndex: ext.iface.index,
+          port: cfg.port,
+          learning: cfg.learning,
+          gbp: cfg.gbp,
+          mtu: cfg.mtu - VXLAN_OVERHEAD[f],
+          mac: storedMac?.toLowerCase() ?? randomMac(),
+        };
+        const { link, reused } = ensureVxlanLink(deps.kernel, spec, logger);
+        // A reused device keeps its MAC: peers already point their FDB entries at it. A new one must have
+        // the MAC we chose (checked after configuration: systemd may replace it, upstream #1795).
+        if (reused) spec.mac = link.mac;
+        devices.push({ family: f, spec });
+      }
+
+      const mac4 = devices.find((d) => d.family === 4)?.spec.mac;
+      const mac6 = devices.find((d) => d.family === 6)?.spec.mac;
+      const attrs: LeaseAttrs = { publicIp: IpAddr.zero(4), publicIpv6: null, backendType: "vxlan" };
+      if (ext.extAddr !== null && mac4 !== undefined) {
+        attrs.publicIp = ext.extAddr;
+        attrs.backendData = vxlanBackendData(cfg.vni, mac4);
+      }
+      if (ext.extV6Addr !== null && mac6 !== undefined) {
+        attrs.publicIpv6 = ext.extV6Addr;
+        attrs.backendV6Data = vxlanBackendData(cfg.vni, mac6);
+      }
+
+      let lease: Lease;
+      try {
+        lease = await deps.subnetManager.acquireLease(attrs, signal);
+      } catch (err) {
+        if (isAbort(err, signal)) throw err;
+        throw new Error(`failed to acquire lease: ${errorMessage(err)}`, { cause: err });
+      }
+
+      const vteps: Vtep[] = [];
+      for (const d of devices) {
+        const subnet = subnetOf(lease, d.family);
+        const name = d.spec.name;
+        if (subnet === null) {
+          throw new Error(
+            `failed to configure interface ${name}: IPv${d.family} is enabled but the lease has no IPv${d.family}`,
+          );
+        }
+        const link = deps.kernel.links.get(name);
+        if (link === undefined) throw new Error(`failed to configure interface ${name}: ${name} disappeared`);
+        const v: Vtep = {
+          family: d.family,
+          spec: d.spec,
+          addr: new IfAddr(subnet.ip, subnet.ip.bits),
+          network: d.family === 4 ? config.network : config.ipv6Network,
+          ownSubnet: subnet,
+          index: link.index,
+        };
+        try {
+          configureVxlanDevice(
+            deps.kernel,
+            link,
+            { family: d.family, addr: v.addr, network: v.network, mac: d.spec.mac, fixMac: false },
+            logger,
+          );
+        } catch (err) {
+          throw new Error(`failed to configure interface ${name}: ${errorMessage(err)}`, { cause: err });
+        }
+        vteps.push(v);
+      }
+      return new VxlanNetwork(deps, cfg, lease, vteps, logger, opts);
+    },
+  };
+}
