@@ -79,7 +79,7 @@ export function goQuote(s: string): string {
 }
 
 /**
- * Parses JSON; a syntax error says where (line, column, byte offset) and what was found, e.g.
+ * Parses JSON; a syntax error says where (line, column, character offset) and what was found, e.g.
  * `invalid JSON at line 3, column 14: Unexpected token '}'`.
  */
 export function parseJsonLocated(text: string): unknown {
@@ -95,8 +95,8 @@ export function parseJsonLocated(text: string): unknown {
     const cleaned = msg
       .replace(/\s*(in JSON )?at position \d+.*$/s, "")
       .replace(/ \(line \d+ column \d+\)$/, "");
-    const where = text.trim() === "" ? "empty input" : `line ${line}, column ${column} (byte ${pos})`;
-    throw new Error(`invalid JSON at ${where}: ${cleaned}`);
+    if (text.trim() === "") throw new Error("invalid JSON: the input is empty");
+    throw new Error(`invalid JSON at line ${line}, column ${column} (offset ${pos}): ${cleaned}`);
   }
 }
 
