@@ -1,0 +1,405 @@
+// EtcdSubnetManager: the SubnetManager of etcd mode (upstream pkg/subnet/etcd/local_manager.go). It reads
+// the network config from `<prefix>/config`, leases this node's subnet under `<prefix>/subnets/`, keeps the
+// lease alive and watches everybody's leases.
+//
+// Design notes:
+// - AcquireLease, in upstream's order: (1) a lease already held by our public IP is reused if it still fits
+//   the config (else deleted); (2) the previous subnet from subnet.env is reused if free and compatible;
+//   (3) otherwise a subnet is picked uniformly at random among the first 100 free ones (IPv6 independently).
+//   Creation is a `Version == 0` transaction; losing the race retries, at most 10 times.
+// - Difference from upstream: acquireLease does not give up when etcd is unreachable; it logs and retries
+//   (1 s, doubling to 10 s) until etcd answers or the signal aborts, so nodes can start before etcd.
+//   Errors that retrying cannot fix (bad config, out of subnets, auth) still throw.
+// - Difference from upstream (quirk A8, issue #1329): a reservation (key without etcd lease) is re-put
+//   without a TTL when reused, so reservations survive restarts as the docs promise.
+// - completeLease renews at `expiration − margin` by granting a new 24 h lease and re-putting the key, retries
+//   every minute on error, and watches the own key: a newer expiration reschedules, deletion = "revoked".
+// - Cost: acquire lists all leases once per attempt (O(leases) plus one TimeToLive call per lease);
+//   allocation scans candidates from SubnetMin and stops at 100 free ones, so it is O(100 × leases).
+
+import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, GRPCUnauthenticatedError } from "etcd3";
+import { checkNetworkConfig, parseConfig } from "../../config/config.ts";
+import type { NetworkConfig } from "../../config/network-config.ts";
+import { FlannelError, errorMessage } from "../../errors.ts";
+import type { IpAddr } from "../../ip/addr.ts";
+import { IpNet } from "../../ip/net.ts";
+import type { Lease, LeaseAttrs, LeaseWatchResult } from "../../lease/lease.ts";
+import type { Logger } from "../../log/logger.ts";
+import { sleep } from "../../util/sleep.ts";
+import type { SubnetManager } from "../manager.ts";
+import { EtcdRegistry, SubnetExistsError } from "./registry.ts";
+
+/** Every lease key is attached to an etcd lease of this TTL (upstream subnetTTL, 24 h). */
+export const SUBNET_TTL_SEC = 86_400;
+const RACE_RETRIES = 10;
+const MAX_CANDIDATES = 100;
+
+export interface EtcdSubnetManagerOptions {
+  endpoints: string[];
+  prefix: string;
+  keyFile?: string | undefined;
+  certFile?: string | undefined;
+  caFile?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  /** FLANNEL_SUBNET from the previous subnet.env, if any. */
+  prevSubnet: IpNet | null;
+  prevIpv6Subnet: IpNet | null;
+  /** --subnet-lease-renew-margin, minutes (1..1439). */
+  renewMarginMin: number;
+  logger: Logger;
+  /** Random source in [0, 1) for picking among free subnets; default Math.random. */
+  random?: () => number;
+  /** Pause after a failed renewal; default 60 000 (upstream's 1 min). */
+  renewRetryMs?: number;
+  /** First pause when etcd is unreachable during acquire; default 1000, doubling to 10 000. */
+  acquireRetryMs?: number;
+  /** Deadline of each etcd call; default 10 000. */
+  callTimeoutMs?: number;
+}
+
+/** Go's time.Duration.String at millisecond precision: `23h59m59.5s`, `1m0s`, `250ms`. */
+export function goDuration(ms: number): string {
+  if (ms === 0) return "0s";
+  const neg = ms < 0;
+  let rest = Math.abs(Math.round(ms));
+  if (rest < 1000) return `${neg ? "-" : ""}${rest}ms`;
+  const h = Math.floor(rest / 3_600_000);
+  rest -= h * 3_600_000;
+  const m = Math.floor(rest / 60_000);
+  rest -= m * 60_000;
+  const s = (rest / 1000).toFixed(3).replace(/\.?0+$/, "");
+  const out = h > 0 ? `${h}h${m}m${s}s` : m > 0 ? `${m}m${s}s` : `${s}s`;
+  return `${neg ? "-" : ""}${out}`;
+}
+
+/** Go's time.Time.String in UTC at millisecond precision: `2026-11-28 03:10:00.123 +0000 UTC`. */
+export function goTime(d: Date): string {
+  return `${d.toISOString().replace("T", " ").replace("Z", "")} +0000 UTC`;
+}
+
+const fmtNet = (n: IpNet | null, family: 4 | 6): string =>
+  n?.toString() ?? (family === 4 ? "0.0.0.0/0" : "::/0");
+
+function isSubnetConfigCompat(cfg: NetworkConfig, sn: IpNet | null): boolean {
+  if (sn === null || cfg.subnetMin === null || cfg.subnetMax === null) return false;
+  if (sn.ip.compare(cfg.subnetMin) < 0 || sn.ip.compare(cfg.subnetMax) > 0) return false;
+  return sn.prefixLen === cfg.subnetLen;
+}
+
+function isIpv6SubnetConfigCompat(cfg: NetworkConfig, sn6: IpNet | null): boolean {
+  if (!cfg.enableIpv6) return sn6 === null;
+  if (sn6 === null || cfg.ipv6SubnetMin === null || cfg.ipv6SubnetMax === null) return false;
+  if (sn6.ip.compare(cfg.ipv6SubnetMin) < 0 || sn6.ip.compare(cfg.ipv6SubnetMax) > 0) return false;
+  return sn6.prefixLen === cfg.ipv6SubnetLen;
+}
+
+/**
+ * Free candidates from `min` in steps of the subnet size while `<= max`, skipping any that overlap a
+ * taken subnet, at most 100 of them (upstream allocateSubnet).
+ */
+export function freeSubnets(
+  min: IpAddr,
+  max: IpAddr,
+  prefixLen: number,
+  taken: readonly (IpNet | null)[],
+): IpNet[] {
+  const out: IpNet[] = [];
+  const used = taken.filter((t): t is IpNet => t !== null && t.family === min.family);
+  let sn = IpNet.of(min, prefixLen);
+  for (;;) {
+    if (sn.ip.compare(max) > 0 || out.length >= MAX_CANDIDATES) break;
+    const cand = sn;
+    if (!used.some((t) => cand.overlaps(t))) out.push(cand);
+    if (sn.last.value === (1n << BigInt(sn.ip.bits)) - 1n) break; // the address space ends here
+    sn = sn.next();
+  }
+  return out;
+}
+
+/** True for errors that waiting cannot fix (bad config, full network, auth). */
+function isPermanent(err: unknown): boolean {
+  if (err instanceof FlannelError) return err.code !== "ESUBNETEXISTS";
+  return (
+    err instanceof EtcdAuthenticationFailedError ||
+    err instanceof EtcdPermissionDeniedError ||
+    err instanceof GRPCUnauthenticatedError
+  );
+}
+
+export class EtcdSubnetManager implements SubnetManager {
+  readonly registry: EtcdRegistry;
+  private readonly log: Logger;
+  private readonly random: () => number;
+
+  constructor(private readonly opts: EtcdSubnetManagerOptions) {
+    this.log = opts.logger;
+    this.random = opts.random ?? Math.random;
+    this.registry = new EtcdRegistry({
+      endpoints: opts.endpoints,
+      prefix: opts.prefix,
+      keyFile: opts.keyFile,
+      certFile: opts.certFile,
+      caFile: opts.caFile,
+      username: opts.username,
+      password: opts.password,
+      logger: opts.logger,
+      ...(opts.callTimeoutMs === undefined ? {} : { callTimeoutMs: opts.callTimeoutMs }),
+    });
+  }
+
+  name(): string {
+    return `Etcd Local Manager with Previous Subnet: ${this.opts.prevSubnet?.toString() ?? "None"}`;
+  }
+
+  /** Closes the etcd client. */
+  close(): void {
+    this.registry.close();
+  }
+
+  async getNetworkConfig(signal: AbortSignal): Promise<NetworkConfig> {
+    signal.throwIfAborted();
+    const text = await this.registry.getNetworkConfig();
+    const cfg = parseConfig(text);
+    checkNetworkConfig(cfg);
+    return cfg;
+  }
+
+  async acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
+    let waitMs = this.opts.acquireRetryMs ?? 1000;
+    for (;;) {
+      signal.throwIfAborted();
+      try {
+        const cfg = await this.getNetworkConfig(signal);
+        for (let i = 0; i < RACE_RETRIES; i++) {
+          signal.throwIfAborted();
+          const l = await this.tryAcquireLease(cfg, attrs);
+          if (l !== null) return l;
+        }
+        throw new FlannelError("EMAXRETRIES", "max retries reached trying to acquire a subnet", {
+          hint: "other nodes keep taking the same subnets; check for nodes sharing a public IP",
+        });
+      } catch (err) {
+        if (signal.aborted || isPermanent(err)) throw err;
+        this.log.error(`Failed to acquire lease (retrying in ${goDuration(waitMs)}): ${errorMessage(err)}`);
+        await sleep(waitMs, signal);
+        waitMs = Math.min(waitMs * 2, 10_000);
+      }
+    }
+  }
+
+  /** One attempt; null when another node created the chosen key first (try again). */
+  private async tryAcquireLease(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease | null> {
+    const { leases } = await this.registry.getSubnets();
+    const extIp = attrs.publicIp;
+
+    const mine = leases.find((l) => l.attrs.publicIp.equals(extIp));
+    if (mine !== undefined) {
+      if (isSubnetConfigCompat(cfg, mine.subnet) && isIpv6SubnetConfigCompat(cfg, mine.ipv6Subnet)) {
+        this.log.info(
+          `Found lease (ip: ${fmtNet(mine.subnet, 4)} ipv6: ${fmtNet(mine.ipv6Subnet, 6)}) for current IP (${extIp.toString()}), reusing`,
+        );
+        const ttl = mine.expiration === null ? 0 : SUBNET_TTL_SEC;
+        const exp = await this.registry.updateSubnet(mine.subnet as IpNet, mine.ipv6Subnet, attrs, ttl);
+        return { ...mine, attrs, expiration: exp };
+      }
+      this.log.info(
+        `Found lease (subnet: ${fmtNet(mine.subnet, 4)} ipv6: ${fmtNet(mine.ipv6Subnet, 6)}) for current IP (${extIp.toString()}) but not compatible with current config, deleting`,
+      );
+      await this.registry.deleteSubnet(mine.subnet as IpNet, mine.ipv6Subnet);
+    }
+
+    let sn: IpNet | null = null;
+    let sn6: IpNet | null = null;
+    const prev = this.opts.prevSubnet;
+    if (prev !== null && !leases.some((l) => l.subnet !== null && l.subnet.equals(prev))) {
+      if (isSubnetConfigCompat(cfg, prev) && isIpv6SubnetConfigCompat(cfg, this.opts.prevIpv6Subnet)) {
+        this.log.info(`Found previously leased subnet (${prev.toString()}), reusing`);
+        sn = prev;
+        sn6 = this.opts.prevIpv6Subnet;
+      } else {
+        this.log.error(
+          `Found previously leased subnet (${prev.toString()}) that is not compatible with the Etcd network config, ignoring`,
+        );
+      }
+    }
+
+    if (sn === null) [sn, sn6] = this.allocateSubnet(cfg, leases);
+
+    let exp: Date;
+    try {
+      exp = await this.registry.createSubnet(sn, sn6, attrs, SUBNET_TTL_SEC);
+    } catch (err) {
+      if (err instanceof SubnetExistsError) return null;
+      throw err;
+    }
+    this.log.info(
+      `Allocated lease (ip: ${fmtNet(sn, 4)} ipv6: ${fmtNet(sn6, 6)}) to current node (${extIp.toString()}) `,
+    );
+    return {
+      enableIpv4: true,
+      enableIpv6: sn6 !== null,
+      subnet: sn,
+      ipv6Subnet: sn6,
+      attrs,
+      expiration: exp,
+      asof: 0,
+    };
+  }
+
+  private allocateSubnet(cfg: NetworkConfig, leases: readonly Lease[]): [IpNet, IpNet | null] {
+    const { subnetMin, subnetMax } = cfg;
+    if (subnetMin === null || subnetMax === null) {
+      throw new FlannelError("ENOCONFIG", "Network config has no IPv4 subnet range", {
+        hint: "set Network in the flannel config (etcd mode needs an IPv4 network)",
+      });
+    }
+    this.log.info(`Picking subnet in range ${subnetMin.toString()} ... ${subnetMax.toString()}`);
+    const v6 = cfg.enableIpv6 && cfg.ipv6SubnetMin !== null && cfg.ipv6SubnetMax !== null;
+    if (v6) {
+      this.log.info(
+        `Picking ipv6 subnet in range ${String(cfg.ipv6SubnetMin)} ... ${String(cfg.ipv6SubnetMax)}`,
+      );
+    }
+    const free4 = freeSubnets(
+      subnetMin,
+      subnetMax,
+      cfg.subnetLen,
+      leases.map((l) => l.subnet),
+    );
+    const free6 =
+      v6 && cfg.ipv6SubnetMin !== null && cfg.ipv6SubnetMax !== null
+        ? freeSubnets(
+            cfg.ipv6SubnetMin,
+            cfg.ipv6SubnetMax,
+            cfg.ipv6SubnetLen,
+            leases.map((l) => l.ipv6Subnet),
+          )
+        : [];
+    if (free4.length === 0 || (v6 && free6.length === 0)) {
+      throw new FlannelError("EOUTOFSUBNETS", "out of subnets", {
+        hint: "enlarge Network or SubnetMin..SubnetMax, or delete stale leases under <prefix>/subnets",
+      });
+    }
+    const pick = <T>(xs: T[]): T => xs[Math.min(xs.length - 1, Math.floor(this.random() * xs.length))] as T;
+    return [pick(free4), v6 ? pick(free6) : null];
+  }
+
+  /** Re-puts the lease with a new 24 h etcd lease (upstream RenewLease); updates `lease.expiration`. */
+  async renewLease(lease: Lease): Promise<void> {
+    if (lease.subnet === null) throw new Error("Cannot renew a lease without an IPv4 subnet");
+    lease.expiration = await this.registry.updateSubnet(
+      lease.subnet,
+      lease.ipv6Subnet,
+      lease.attrs,
+      SUBNET_TTL_SEC,
+    );
+  }
+
+  watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchResult[]> {
+    return this.registry.watchSubnets(signal);
+  }
+
+  async completeLease(lease: Lease, signal: AbortSignal): Promise<"interrupted" | "revoked"> {
+    if (lease.subnet === null) throw new Error("Cannot complete a lease without an IPv4 subnet");
+    const marginMs = this.opts.renewMarginMin * 60_000;
+    const inner = new AbortController();
+    const onAbort = (): void => inner.abort(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+
+    let revoked = false;
+    let wake: () => void = () => undefined;
+    let changed = new Promise<void>((r) => (wake = r));
+    const poke = (): void => {
+      const w = wake;
+      changed = new Promise<void>((r) => (wake = r));
+      w();
+    };
+    const untilRenewal = (): number =>
+      lease.expiration === null ? Infinity : lease.expiration.getTime() - Date.now() - marginMs;
+
+    const watch = (async (): Promise<void> => {
+      try {
+        for await (const batch of this.registry.watchSubnet(
+          inner.signal,
+          lease.subnet as IpNet,
+          lease.ipv6Subnet,
+        )) {
+          for (const r of batch) {
+            const events =
+              "snapshot" in r
+                ? r.snapshot.length === 0
+                  ? [{ type: "removed" as const, lease }]
+                  : r.snapshot.map((l) => ({ type: "added" as const, lease: l }))
+                : r.events;
+            for (const e of events) {
+              if (e.type === "removed") {
+                revoked = true;
+              } else if (e.lease.expiration !== null) {
+                lease.expiration = e.lease.expiration;
+                this.log.info(`Waiting for ${goDuration(untilRenewal())} to renew lease`);
+              }
+            }
+          }
+          poke();
+          if (revoked) return;
+        }
+      } catch (err) {
+        if (!inner.signal.aborted) this.log.error(`Watch of own lease failed: ${errorMessage(err)}`);
+      }
+    })();
+
+    const aborted = new Promise<boolean>((r) => {
+      if (inner.signal.aborted) r(false);
+      inner.signal.addEventListener("abort", () => r(false), { once: true });
+    });
+    let delayMs = untilRenewal();
+    try {
+      while (!signal.aborted && !revoked) {
+        let timer: NodeJS.Timeout | undefined;
+        const fired = await Promise.race([
+          changed.then(() => false),
+          new Promise<boolean>((r) => {
+            if (Number.isFinite(delayMs))
+              timer = setTimeout(() => r(true), Math.max(0, Math.min(delayMs, 2 ** 31 - 1)));
+          }),
+          aborted,
+        ]);
+        clearTimeout(timer);
+        if (signal.aborted || revoked) break;
+        if (!fired) {
+          delayMs = untilRenewal();
+          continue;
+        }
+        try {
+          await this.renewLease(lease);
+          this.log.info(
+            `Lease renewed, new expiration: ${lease.expiration ? goTime(lease.expiration) : "none"}`,
+          );
+          delayMs = untilRenewal();
+        } catch (err) {
+          this.log.error(`Error renewing lease (trying again in 1 min): ${errorMessage(err)}`);
+          delayMs = this.opts.renewRetryMs ?? 60_000;
+        }
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      inner.abort();
+      await watch;
+    }
+    if (revoked) {
+      this.log.error("Lease has been revoked. Shutting down daemon.");
+      return "revoked";
+    }
+    return "interrupted";
+  }
+
+  async getStoredMacAddresses(): Promise<{ v4?: string; v6?: string }> {
+    return {};
+  }
+
+  async getStoredPublicIp(): Promise<{ v4?: IpAddr; v6?: IpAddr }> {
+    return {};
+  }
+}
