@@ -26,23 +26,32 @@ interface Scenario {
   ownSubnet: string;
   publicIp: string;
   mac: string;
-  peers: { subnet: string; publicIp: string; mac: string }[];
+  peers: { subnet: string; publicIp: string; mac: string; v6?: { subnet: string; publicIp: string } }[];
   breakWith: string[][];
+  /** Dual-stack: our own IPv6 subnet and public IPv6 (the peers then carry `v6`). */
+  v6?: { ownSubnet: string; publicIp: string };
 }
 
 const sc = JSON.parse(process.argv[2] ?? "{}") as Scenario;
 
-function lease(subnet: string, publicIp: string, mac: string): Lease {
+function lease(
+  subnet: string,
+  publicIp: string,
+  mac: string,
+  v6?: { subnet: string; publicIp: string },
+): Lease {
+  const data = JSON.stringify({ VNI: 1, VtepMAC: mac });
   return {
     enableIpv4: true,
-    enableIpv6: false,
+    enableIpv6: v6 !== undefined,
     subnet: IpNet.parse(subnet),
-    ipv6Subnet: null,
+    ipv6Subnet: v6 === undefined ? null : IpNet.parse(v6.subnet),
     attrs: {
       publicIp: IpAddr.parse(publicIp),
-      publicIpv6: null,
+      publicIpv6: v6 === undefined ? null : IpAddr.parse(v6.publicIp),
       backendType: sc.type,
-      ...(sc.type === "vxlan" ? { backendData: JSON.stringify({ VNI: 1, VtepMAC: mac }) } : {}),
+      ...(sc.type === "vxlan" ? { backendData: data } : {}),
+      ...(sc.type === "vxlan" && v6 !== undefined ? { backendV6Data: data } : {}),
     },
     expiration: null,
     asof: 0,
@@ -53,10 +62,13 @@ function lease(subnet: string, publicIp: string, mac: string): Lease {
 function state(): string {
   const ip = (...args: string[]): string => execFileSync("ip", args, { encoding: "utf8" });
   let s = ip("route", "show", "table", "main");
-  if (sc.type === "vxlan") {
-    s += ip("neigh", "show", "dev", "flannel.1", "nud", "permanent");
-    s += execFileSync("bridge", ["fdb", "show", "dev", "flannel.1"], { encoding: "utf8" });
-    s += ip("-br", "addr", "show", "dev", "flannel.1");
+  if (sc.v6 !== undefined) s += ip("-6", "route", "show", "table", "main");
+  const devices =
+    sc.type !== "vxlan" ? [] : sc.v6 === undefined ? ["flannel.1"] : ["flannel.1", "flannel-v6.1"];
+  for (const dev of devices) {
+    s += ip("neigh", "show", "dev", dev, "nud", "permanent");
+    s += execFileSync("bridge", ["fdb", "show", "dev", dev], { encoding: "utf8" });
+    s += ip("-br", "addr", "show", "dev", dev);
   }
   // Sorted: the kernel lists neighbours in hash order, which changes when they are re-added.
   return s
@@ -78,14 +90,20 @@ const report: { ok: boolean; error?: string; initial?: string; repaired: string[
 try {
   const eth0 = kernel.links.get("eth0");
   if (eth0 === undefined) throw new Error("no eth0 in this namespace");
-  const own = lease(sc.ownSubnet, sc.publicIp, sc.mac);
-  const sm = new FakeSubnetManager({ lease: own, storedMacs: { v4: sc.mac } });
+  const own = lease(
+    sc.ownSubnet,
+    sc.publicIp,
+    sc.mac,
+    sc.v6 === undefined ? undefined : { subnet: sc.v6.ownSubnet, publicIp: sc.v6.publicIp },
+  );
+  const sm = new FakeSubnetManager({ lease: own, storedMacs: { v4: sc.mac, v6: sc.mac } });
   const ip = IpAddr.parse(sc.publicIp);
+  const ip6 = sc.v6 === undefined ? null : IpAddr.parse(sc.v6.publicIp);
   const deps = {
     subnetManager: sm,
     kernel,
     logger,
-    extIface: { iface: eth0, ifaceAddr: ip, extAddr: ip, ifaceV6Addr: null, extV6Addr: null },
+    extIface: { iface: eth0, ifaceAddr: ip, extAddr: ip, ifaceV6Addr: ip6, extV6Addr: ip6 },
   };
   const backend: Backend =
     sc.type === "vxlan"
@@ -93,10 +111,10 @@ try {
       : createHostGwBackend(deps, { retryMs: 50 });
   const config: NetworkConfig = {
     enableIpv4: true,
-    enableIpv6: false,
+    enableIpv6: sc.v6 !== undefined,
     enableNftables: false,
     network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: null,
+    ipv6Network: sc.v6 === undefined ? null : IpNet.parse("fd00::/16"),
     subnetLen: 24,
     subnetMin: null,
     subnetMax: null,
@@ -108,7 +126,7 @@ try {
   };
   const network = await backend.registerNetwork(config, ac.signal);
   const running = network.run(ac.signal);
-  await sm.push({ snapshot: [own, ...sc.peers.map((p) => lease(p.subnet, p.publicIp, p.mac))] });
+  await sm.push({ snapshot: [own, ...sc.peers.map((p) => lease(p.subnet, p.publicIp, p.mac, p.v6))] });
   const initial = state();
   report.initial = initial;
   for (const cmd of sc.breakWith) {
@@ -120,7 +138,7 @@ try {
   await running;
   report.ok = true;
 } catch (err) {
-  report.error = errorMessage(err);
+  report.error = err instanceof Error ? (err.stack ?? errorMessage(err)) : errorMessage(err);
   try {
     report.error += `\n--- expected ---\n${report.initial ?? ""}--- now ---\n${state()}`;
   } catch {

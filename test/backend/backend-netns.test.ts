@@ -102,6 +102,49 @@ describe("backends on a real kernel", { concurrency: false }, () => {
     node.run("ip", ["link", "del", "flannel.1"]);
   });
 
+  it("dual-stack vxlan programs flannel-v6.1 like flannel.1 and recreates it when deleted", (t) => {
+    if (!requireRoot(t)) return;
+    assert.ok(node);
+    node.run("ip", ["addr", "add", "fc00::1/64", "dev", "eth0", "nodad"]);
+    const peers = PEERS.map((p, i) => ({
+      ...p,
+      v6: { subnet: `fd00:${i + 2}::/64`, publicIp: `fc00::${i + 2}` },
+    }));
+    const sc = {
+      type: "vxlan",
+      ownSubnet: "10.244.1.0/24",
+      publicIp: "192.168.0.1",
+      mac: MAC,
+      peers,
+      breakWith: [
+        ["-6", "route", "del", "fd00:3::/64"],
+        ["link", "del", "flannel-v6.1"],
+      ],
+      v6: { ownSubnet: "fd00:1::/64", publicIp: "fc00::1" },
+    };
+    try {
+      const r = JSON.parse(node.runTs(SCRIPT, [JSON.stringify(sc)])) as Report;
+      assert.ok(r.ok, `${r.error ?? ""}\n${r.log.join("\n")}`);
+      const s = r.initial ?? "";
+      for (const p of peers) {
+        const ip = p.v6.subnet.split("/")[0] ?? "";
+        assert.match(
+          s,
+          new RegExp(`^${p.v6.subnet} via ${ip} dev flannel-v6\\.1 metric 1024 onlink pref medium$`, "m"),
+        );
+        assert.match(s, new RegExp(`^${ip} lladdr ${p.mac} PERMANENT $`, "m"));
+        assert.match(s, new RegExp(`^${p.mac} dst ${p.v6.publicIp} self permanent$`, "m"));
+      }
+      assert.match(s, /^flannel-v6\.1\s+UNKNOWN\s+fd00:1::\/128 /m);
+      assert.equal(r.repaired.length, 2);
+      const link = node.ipJson<{ mtu: number }[]>(["link", "show", "flannel-v6.1"])[0];
+      assert.equal(link?.mtu, 1430);
+    } finally {
+      node.tryRun("ip", ["link", "del", "flannel.1"]);
+      node.tryRun("ip", ["link", "del", "flannel-v6.1"]);
+    }
+  });
+
   it("host-gw routes each peer via its public IP and repairs a deleted route", (t) => {
     if (!requireRoot(t)) return;
     const r = runScenario("host-gw", [["route", "del", "10.244.2.0/24"]]);
