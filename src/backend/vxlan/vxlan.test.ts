@@ -445,7 +445,7 @@ test("a permanent kernel error backs off instead of reacting to the deletions it
   }
 });
 
-test("drift that sends no notification (a neighbour's MAC changed by hand) is fixed by the periodic check", async () => {
+test("drift that sends no notification (neighbour MAC, device address) is fixed by the periodic check", async () => {
   const rig = await start({ checkMs: 20 });
   try {
     await rig.sm.push({ snapshot: [peer("10.244.2.0/24", "192.168.0.2")] });
@@ -457,6 +457,10 @@ test("drift that sends no notification (a neighbour's MAC changed by hand) is fi
       mac: "aa:bb:bb:bb:bb:bb",
     });
     await waitFor(() => rig.kernel.dump() === expected(A), 10_000, "the neighbour to be fixed");
+    // The device's address removed, another one inside the network added: both put right.
+    rig.kernel.addrs.delete(dev.index, IfAddr.parse("10.244.1.0/32"));
+    rig.kernel.addrs.add(dev.index, IfAddr.parse("10.244.7.0/32"));
+    await waitFor(() => rig.kernel.dump() === expected(A), 10_000, "the device address to be fixed");
   } finally {
     await rig.stop();
   }
