@@ -476,3 +476,34 @@ test("basic auth works, and a wrong password never appears in logs or errors", a
     await own.stop();
   }
 });
+
+test("acquireLease: a bad config throws at once (it is not retried like an unreachable etcd)", async () => {
+  const { m } = manager(newPrefix('{"Network":"10.0.0.0/29"}'), { acquireRetryMs: 10 });
+  try {
+    await assert.rejects(m.acquireLease(attrs("1.2.3.4"), signal()), {
+      message: "network is too small. Minimum useful network prefix is /28",
+    });
+  } finally {
+    m.close();
+  }
+});
+
+test("several endpoints: a dead one does not stop acquire", async () => {
+  const dead = await startEtcd();
+  const deadEndpoint = dead.endpoint;
+  await dead.stop();
+  const prefix = newPrefix();
+  const { m } = manager(prefix, {
+    endpoints: [deadEndpoint, etcd.endpoint],
+    acquireRetryMs: 100,
+    callTimeoutMs: 2000,
+  });
+  try {
+    const l = await m.acquireLease(attrs("1.2.3.4"), signal());
+    assert.ok(l.subnet);
+    const l2 = await m.acquireLease(attrs("1.2.3.4"), signal());
+    assert.equal(String(l2.subnet), String(l.subnet));
+  } finally {
+    m.close();
+  }
+});

@@ -170,7 +170,15 @@ export class EtcdSubnetManager implements SubnetManager {
     for (;;) {
       signal.throwIfAborted();
       try {
-        const cfg = await this.getNetworkConfig(signal);
+        const text = await this.registry.getNetworkConfig();
+        // A config that does not parse or validate is permanent: no point waiting for etcd.
+        let cfg: NetworkConfig;
+        try {
+          cfg = parseConfig(text);
+          checkNetworkConfig(cfg);
+        } catch (err) {
+          throw new FlannelError("EBADCONFIG", errorMessage(err), { cause: err });
+        }
         for (let i = 0; i < RACE_RETRIES; i++) {
           signal.throwIfAborted();
           const l = await this.tryAcquireLease(cfg, attrs);

@@ -426,7 +426,12 @@ export class EtcdRegistry {
         if (rev > 0) nextRev = Math.max(nextRev, rev + 1);
         const evs = res.events;
         if (evs.length === 0) return;
-        chain = chain.then(async () => pushEvents(queue, await this.toEvents(evs)));
+        // The catch keeps the chain alive: a rejected link would silently drop every later response.
+        chain = chain
+          .then(async () => pushEvents(queue, await this.toEvents(evs)))
+          .catch((err: unknown) =>
+            log.error(`error handling etcd watch response: ${errorMessage(this.clean(err))}`),
+          );
       });
       w.on("disconnected", (err: unknown) => {
         if (w !== current || signal.aborted) return;
@@ -445,10 +450,12 @@ export class EtcdRegistry {
         } else {
           log.warn(`etcd watch for ${range.label} was cancelled (${msg}), re-listing and resuming`);
         }
-        chain = chain.then(async () => {
-          await relist();
-          start();
-        });
+        chain = chain
+          .then(async () => {
+            await relist();
+            start();
+          })
+          .catch((e: unknown) => log.error(`error restarting etcd watch: ${errorMessage(this.clean(e))}`));
       });
     };
 
