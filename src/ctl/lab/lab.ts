@@ -14,7 +14,7 @@
 // - The library never exits or prints: progress goes to the `onStep` callback; the CLI renders.
 // - No setns: commands run in a namespace via `ip netns exec`, which keeps the PID (it execs).
 
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { FlannelError, errorMessage } from "../../errors.ts";
@@ -400,8 +400,8 @@ export class Lab {
       });
     }
     const seconds = opts.seconds ?? 3;
-    const pod = await this.iperf(p1.ns, p2.ns, p2.ip, seconds);
-    const node = await this.iperf(n1.ns, n2.ns, n2.underlayIp, seconds);
+    const pod = await this.iperf(p2.ns, p1.ns, p2.ip, seconds);
+    const node = await this.iperf(n2.ns, n1.ns, n2.underlayIp, seconds);
     return {
       podToPod: { from: p1.name, to: p2.name, bitsPerSecond: pod },
       nodeToNode: { from: n1.name, to: n2.name, bitsPerSecond: node },
@@ -589,7 +589,8 @@ export class Lab {
           ns: clientNs,
           timeoutMs: (seconds + 30) * 1000,
         });
-        if (res.code === 0) return bitsPerSecond(res.stdout);
+        // iperf3 3.12 with -J exits 0 even when it could not connect; the JSON's `error` says so.
+        if (res.code === 0 && iperfError(res.stdout) === undefined) return bitsPerSecond(res.stdout);
         if (Date.now() > deadline || !isAlive(server)) {
           throw new FlannelError(
             "LAB_THROUGHPUT",
@@ -664,7 +665,7 @@ export class Lab {
       rmSync(`${statePath(s.stateDir)}.tmp`, { force: true });
       if (s.ownsStateDir) {
         try {
-          rmSync(s.stateDir, { recursive: false });
+          rmdirSync(s.stateDir);
         } catch {
           // not empty: something we did not make lives there; leave it
         }
@@ -713,7 +714,9 @@ export function firstIpv4(result: unknown): string | undefined {
 export function bitsPerSecond(json: string): number {
   const r = JSON.parse(json) as { end?: { sum_received?: { bits_per_second?: number } } };
   const bps = r.end?.sum_received?.bits_per_second;
-  if (typeof bps !== "number") throw new FlannelError("LAB_THROUGHPUT", "iperf3 reported no received rate");
+  if (typeof bps !== "number") {
+    throw new FlannelError("LAB_THROUGHPUT", `iperf3 reported no received rate: ${json.slice(0, 2000)}`);
+  }
   return bps;
 }
 
