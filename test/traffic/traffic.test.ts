@@ -13,14 +13,23 @@ import type { TrafficManager } from "../../src/traffic/manager.ts";
 import { NftablesManager } from "../../src/traffic/nftables/manager.ts";
 import { Netns, requireRoot, vethPair, waitFor } from "../helpers/netns.ts";
 
-/** Runs every command inside `ns`. */
+/** Runs every command inside `ns`; `rename` swaps programs (e.g. iptables → iptables-legacy). */
 class NetnsCommandRunner implements CommandRunner {
   private readonly exec = new ExecCommandRunner();
-  constructor(private readonly ns: Netns) {}
+  constructor(
+    private readonly ns: Netns,
+    private readonly rename: (file: string) => string = (f) => f,
+  ) {}
   run(file: string, args: readonly string[], opts: { stdin?: string } = {}): Promise<CommandResult> {
-    return this.exec.run("ip", ["netns", "exec", this.ns.name, file, ...args], opts);
+    return this.exec.run("ip", ["netns", "exec", this.ns.name, this.rename(file), ...args], opts);
   }
 }
+
+// Debian's `iptables` is the nf_tables variant; the legacy (x_tables) one must work the same.
+const VARIANTS: { name: string; rename: (f: string) => string }[] = [
+  { name: "nft", rename: (f) => f },
+  { name: "legacy", rename: (f) => f.replace(/^(ip6?tables)/, "$1-legacy") },
+];
 
 const N = IpNet.parse("10.10.0.0/16");
 const P = IpNet.parse("10.10.1.0/24");
@@ -95,101 +104,107 @@ function masqOpts(signal: AbortSignal, v6 = false) {
   };
 }
 
-const ipt = (ns: Netns, bin: string, table: string, chain: string): string =>
-  ns.run(bin, ["-t", table, "-S", chain]);
-
-test("iptables: golden listings, repair by the resync, full cleanUp", async (t) => {
-  if (!requireRoot(t)) return;
-  const ns = netns();
-  const ac = new AbortController();
-  const log = new MemoryLogger();
-  const m = new IptablesManager({ commands: new NetnsCommandRunner(ns), logger: log, resyncMs: 200 });
-  try {
-    await m.init(ac.signal);
-    await m.setupAndEnsureMasqRules(masqOpts(ac.signal, true));
-    await m.setupAndEnsureForwardRules({ network: N, ipv6Network: N6, signal: ac.signal });
-    assert.equal(
-      ipt(ns, "iptables", "nat", "POSTROUTING") + ipt(ns, "iptables", "nat", "FLANNEL-POSTRTG"),
-      GOLDEN_NAT,
-    );
-    assert.equal(
-      ipt(ns, "iptables", "filter", "FORWARD") + ipt(ns, "iptables", "filter", "FLANNEL-FWD"),
-      GOLDEN_FILTER,
-    );
-    const nat6 = ipt(ns, "ip6tables", "nat", "FLANNEL-POSTRTG");
-    assert.match(
-      nat6,
-      /-A FLANNEL-POSTRTG -s fd10:10::\/48 ! -d ff00::\/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully/,
-    );
-    assert.match(ipt(ns, "ip6tables", "filter", "FLANNEL-FWD"), /-A FLANNEL-FWD -d fd10:10::\/48 /);
-    assert.doesNotMatch(log.text(), /^E /m);
-
-    // An operator (or another tool) deletes one rule: the next resync puts the whole set back in order.
-    ns.run("iptables", [
-      "-t",
-      "nat",
-      "-D",
-      "FLANNEL-POSTRTG",
-      "-s",
-      "10.10.0.0/16",
-      "-d",
-      "10.10.1.0/24",
-      "-m",
-      "comment",
-      "--comment",
-      "flanneld masq",
-      "-j",
-      "RETURN",
-    ]);
-    ns.run("iptables", [
-      "-t",
-      "filter",
-      "-D",
-      "FORWARD",
-      "-m",
-      "comment",
-      "--comment",
-      "flanneld forward",
-      "-j",
-      "FLANNEL-FWD",
-    ]);
-    await waitFor(
-      () =>
-        ipt(ns, "iptables", "nat", "POSTROUTING") + ipt(ns, "iptables", "nat", "FLANNEL-POSTRTG") ===
+for (const variant of VARIANTS) {
+  test(`iptables (${variant.name}): golden listings, repair by the resync, full cleanUp`, async (t) => {
+    if (!requireRoot(t)) return;
+    const ns = netns();
+    const bin = (b: string): string => variant.rename(b);
+    const ipt = (ns: Netns, b: string, table: string, chain: string): string =>
+      ns.run(bin(b), ["-t", table, "-S", chain]);
+    const ac = new AbortController();
+    const log = new MemoryLogger();
+    const m = new IptablesManager({
+      commands: new NetnsCommandRunner(ns, variant.rename),
+      logger: log,
+      resyncMs: 200,
+    });
+    try {
+      await m.init(ac.signal);
+      await m.setupAndEnsureMasqRules(masqOpts(ac.signal, true));
+      await m.setupAndEnsureForwardRules({ network: N, ipv6Network: N6, signal: ac.signal });
+      assert.equal(
+        ipt(ns, "iptables", "nat", "POSTROUTING") + ipt(ns, "iptables", "nat", "FLANNEL-POSTRTG"),
         GOLDEN_NAT,
-      20_000,
-      "masquerade rules repaired",
-    );
-    await waitFor(
-      () =>
-        ipt(ns, "iptables", "filter", "FORWARD") + ipt(ns, "iptables", "filter", "FLANNEL-FWD") ===
-        GOLDEN_FILTER,
-      20_000,
-      "forward rules repaired",
-    );
-    assert.match(log.text(), /Some iptables rules are missing; deleting and recreating rules/);
-  } finally {
-    ac.abort();
-    await m.wait();
-  }
-
-  const c = new IptablesManager({
-    commands: new NetnsCommandRunner(ns),
-    logger: new MemoryLogger(),
-    resyncMs: 200,
-  });
-  await c.cleanUp();
-  for (const bin of ["iptables", "ip6tables"]) {
-    for (const table of ["nat", "filter"]) {
-      assert.doesNotMatch(
-        ns.run(bin, ["-t", table, "-S"]),
-        /FLANNEL|flanneld/,
-        `${bin} -t ${table} is clean`,
       );
+      assert.equal(
+        ipt(ns, "iptables", "filter", "FORWARD") + ipt(ns, "iptables", "filter", "FLANNEL-FWD"),
+        GOLDEN_FILTER,
+      );
+      const nat6 = ipt(ns, "ip6tables", "nat", "FLANNEL-POSTRTG");
+      assert.match(
+        nat6,
+        /-A FLANNEL-POSTRTG -s fd10:10::\/48 ! -d ff00::\/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully/,
+      );
+      assert.match(ipt(ns, "ip6tables", "filter", "FLANNEL-FWD"), /-A FLANNEL-FWD -d fd10:10::\/48 /);
+      assert.doesNotMatch(log.text(), /^E /m);
+
+      // An operator (or another tool) deletes one rule: the next resync puts the whole set back in order.
+      ns.run(bin("iptables"), [
+        "-t",
+        "nat",
+        "-D",
+        "FLANNEL-POSTRTG",
+        "-s",
+        "10.10.0.0/16",
+        "-d",
+        "10.10.1.0/24",
+        "-m",
+        "comment",
+        "--comment",
+        "flanneld masq",
+        "-j",
+        "RETURN",
+      ]);
+      ns.run(bin("iptables"), [
+        "-t",
+        "filter",
+        "-D",
+        "FORWARD",
+        "-m",
+        "comment",
+        "--comment",
+        "flanneld forward",
+        "-j",
+        "FLANNEL-FWD",
+      ]);
+      await waitFor(
+        () =>
+          ipt(ns, "iptables", "nat", "POSTROUTING") + ipt(ns, "iptables", "nat", "FLANNEL-POSTRTG") ===
+          GOLDEN_NAT,
+        20_000,
+        "masquerade rules repaired",
+      );
+      await waitFor(
+        () =>
+          ipt(ns, "iptables", "filter", "FORWARD") + ipt(ns, "iptables", "filter", "FLANNEL-FWD") ===
+          GOLDEN_FILTER,
+        20_000,
+        "forward rules repaired",
+      );
+      assert.match(log.text(), /Some iptables rules are missing; deleting and recreating rules/);
+    } finally {
+      ac.abort();
+      await m.wait();
     }
-  }
-  await c.cleanUp();
-});
+
+    const c = new IptablesManager({
+      commands: new NetnsCommandRunner(ns, variant.rename),
+      logger: new MemoryLogger(),
+      resyncMs: 200,
+    });
+    await c.cleanUp();
+    for (const b of ["iptables", "ip6tables"]) {
+      for (const table of ["nat", "filter"]) {
+        assert.doesNotMatch(
+          ns.run(bin(b), ["-t", table, "-S"]),
+          /FLANNEL|flanneld/,
+          `${bin(b)} -t ${table} is clean`,
+        );
+      }
+    }
+    await c.cleanUp();
+  });
+}
 
 test("nftables: golden listings and cleanUp", async (t) => {
   if (!requireRoot(t)) return;
