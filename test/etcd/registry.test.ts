@@ -308,3 +308,104 @@ test("watchSubnets survives etcd being stopped and restarted, and later events a
     await own.stop();
   }
 });
+
+test("watchSubnet (one key) reports a removal that happened behind a compaction", async () => {
+  const { reg, logger } = registry();
+  const ac = new AbortController();
+  const got: LeaseWatchResult[][] = [];
+  try {
+    await reg.createSubnet(net("10.7.1.0/24"), null, attrs("10.0.0.1"), 86400);
+    const rev = (await reg.getSubnet(net("10.7.1.0/24"), null)).revision;
+    await reg.deleteSubnet(net("10.7.1.0/24"), null);
+    await reg.createSubnet(net("10.7.2.0/24"), null, attrs("10.0.0.2"), 86400);
+    await etcd.compact();
+    const done = collect(reg.watchSubnet(ac.signal, net("10.7.1.0/24"), null, rev + 1), got);
+    await waitFor(() => snapshots(got).length === 1, 10_000, "the recovery snapshot");
+    const snap = snapshots(got)[0];
+    assert.ok(snap && "snapshot" in snap);
+    assert.deepEqual(snap.snapshot, []); // the key is gone: the consumer sees its removal
+    assert.match(logger.text(), /fell behind compaction/);
+    await reg.createSubnet(net("10.7.1.0/24"), null, attrs("10.0.0.3"), 86400);
+    await waitFor(() => events(got).length === 1, 10_000, "the event after recovery");
+    assert.equal(events(got)[0]?.lease.attrs.publicIp.toString(), "10.0.0.3");
+    ac.abort();
+    await done;
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
+test("watchSubnets: aborting while the consumer is not pulling ends the watch cleanly", async () => {
+  const { reg } = registry();
+  const ac = new AbortController();
+  try {
+    const it = reg.watchSubnets(ac.signal)[Symbol.asyncIterator]();
+    assert.equal((await it.next()).done, false); // the snapshot
+    for (let i = 0; i < 20; i++)
+      await reg.createSubnet(net(`10.8.${i}.0/24`), null, attrs("10.0.0.1"), 86400);
+    ac.abort();
+    // Whatever was pending may still come out; then the iteration ends.
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      assert.ok(Array.isArray(r.value));
+    }
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
+test("watchSubnets survives a restart followed by a compaction (resumes from a fresh snapshot or events)", async () => {
+  const own = await startEtcd();
+  const logger = new MemoryLogger();
+  const reg = new EtcdRegistry({ endpoints: [own.endpoint], prefix: "/coreos.com/network", logger });
+  const ac = new AbortController();
+  const got: LeaseWatchResult[][] = [];
+  try {
+    const done = collect(reg.watchSubnets(ac.signal), got);
+    await waitFor(() => snapshots(got).length === 1, 10_000, "the snapshot");
+    await own.kill();
+    await own.start();
+    for (let i = 0; i < 5; i++) {
+      own.etcdctl([
+        "put",
+        `/coreos.com/network/subnets/10.9.${i}.0-24`,
+        '{"PublicIP":"10.0.0.2","PublicIPv6":null}',
+      ]);
+    }
+    own.etcdctl(["del", "/coreos.com/network/subnets/10.9.0.0-24"]);
+    await own.compact();
+    own.etcdctl([
+      "put",
+      "/coreos.com/network/subnets/10.9.9.0-24",
+      '{"PublicIP":"10.0.0.9","PublicIPv6":null}',
+    ]);
+    // Replay the stream into a set of known subnets: it must end as exactly what etcd holds.
+    const state = (): string[] => {
+      const s = new Set<string>();
+      for (const r of got.flat()) {
+        if ("snapshot" in r) {
+          s.clear();
+          for (const l of r.snapshot) s.add(String(l.subnet));
+        } else {
+          for (const e of r.events) {
+            if (e.type === "added") s.add(String(e.lease.subnet));
+            else s.delete(String(e.lease.subnet));
+          }
+        }
+      }
+      return [...s].sort();
+    };
+    await waitFor(
+      () => state().join() === "10.9.1.0/24,10.9.2.0/24,10.9.3.0/24,10.9.4.0/24,10.9.9.0/24",
+      30_000,
+      `the watched state to match etcd (have ${state().join()})`,
+    );
+    ac.abort();
+    await done;
+  } finally {
+    ac.abort();
+    reg.close();
+    await own.stop();
+  }
+});
