@@ -140,23 +140,24 @@ export class RouteNetwork implements Network, ReconcileTarget {
 
   actual(): ActualState {
     const routes: Route[] = [];
+    const wanted = new Set(this.desired().map((d) => String(d.route?.dst)));
     for (const f of this.opts.families) {
       const network = this.opts.networks[f] ?? null;
       const own = f === 4 ? this.opts.ownLease.subnet : this.opts.ownLease.ipv6Subnet;
       for (const r of this.opts.deps.kernel.routes.list({ family: f })) {
-        if (this.owns(r, network, own)) routes.push(r);
+        if (this.owns(r, network, own, wanted)) routes.push(r);
       }
     }
     return { neighbours: [], fdb: [], routes };
   }
 
-  private owns(r: Route, network: IpNet | null, own: IpNet | null): boolean {
+  private owns(r: Route, network: IpNet | null, own: IpNet | null, wanted: Set<string>): boolean {
     if (r.dst === null || r.gw === undefined || (r.type ?? "unicast") !== "unicast") return false;
     if (r.protocol === RTPROT_KERNEL || (r.table ?? RT_TABLE_MAIN) !== RT_TABLE_MAIN) return false;
     if (own !== null && r.dst.overlaps(own)) return false;
     if (network !== null) return network.containsNet(r.dst);
     // Without a known cluster network only the destinations we want are ours (they get replaced).
-    return this.desired().some((d) => d.route?.dst?.equals(r.dst) === true);
+    return wanted.has(r.dst.toString());
   }
 
   concerns(ev: KernelEvent): boolean {

@@ -59,7 +59,7 @@ interface Rig {
   stop: () => Promise<void>;
 }
 
-async function start(opts: { dual?: boolean; checkMs?: number } = {}): Promise<Rig> {
+async function start(opts: { dual?: boolean; checkMs?: number; noNetwork?: boolean } = {}): Promise<Rig> {
   const kernel = new FakeKernel();
   const eth0 = kernel.addHost({ addr: "192.168.0.1/24", mac: "02:00:00:00:00:01" });
   if (opts.dual === true) kernel.addAddr("eth0", "fc00::1/64");
@@ -78,7 +78,10 @@ async function start(opts: { dual?: boolean; checkMs?: number } = {}): Promise<R
       extV6Addr: opts.dual === true ? IpAddr.parse("fc00::1") : null,
     },
   };
-  const cfg = config(opts.dual === true ? { enableIpv6: true, ipv6Network: IpNet.parse("fd00::/16") } : {});
+  const cfg = config({
+    ...(opts.dual === true ? { enableIpv6: true, ipv6Network: IpNet.parse("fd00::/16") } : {}),
+    ...(opts.noNetwork === true ? { network: null } : {}),
+  });
   const ac = new AbortController();
   const net = (await createHostGwBackend(deps, { checkMs: opts.checkMs ?? 60_000 }).registerNetwork(
     cfg,
@@ -253,6 +256,26 @@ test("host-gw dual-stack routes both families via the peer's public addresses", 
       events: [{ type: "removed", lease: lease("10.244.2.0/24", "0.0.0.0", { v6: "fd00:2::/64" }) }],
     });
     assert.doesNotMatch(rig.kernel.dump(), /10\.244\.2\.0|fd00:2::/);
+  } finally {
+    await rig.stop();
+  }
+});
+
+test("host-gw without a known cluster network manages only the routes it wants", async () => {
+  const rig = await start({ noNetwork: true });
+  try {
+    const gw = IpAddr.parse("192.168.0.9");
+    rig.kernel.routes.replace({ family: 4, dst: IpNet.parse("10.244.9.0/24"), gw, linkIndex: 2 });
+    rig.kernel.routes.replace({ family: 4, dst: IpNet.parse("10.244.2.0/24"), gw, linkIndex: 2 });
+    await rig.sm.push({ snapshot: [lease("10.244.2.0/24", "192.168.0.2")] });
+    assert.equal(
+      rig.kernel.dump(),
+      dump([
+        "ip route add 10.244.2.0/24 via 192.168.0.2 dev eth0",
+        "ip route add 10.244.9.0/24 via 192.168.0.9 dev eth0",
+        CONNECTED,
+      ]),
+    );
   } finally {
     await rig.stop();
   }
