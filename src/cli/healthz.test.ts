@@ -88,6 +88,8 @@ test("other paths get Go ServeMux answers", async () => {
       assert.equal(moved.headers.location, "/healthz?x=1");
       const dots = await call(srv.port, "/a/../readyz");
       assert.deepEqual([dots.status, dots.headers.location], [301, "/readyz"]);
+      const star = await call(srv.port, "*", "OPTIONS");
+      assert.equal(star.status, 400);
       const encoded = await call(srv.port, "/health%7a");
       assert.deepEqual([encoded.status, encoded.body], [200, "flanneld is running"]);
     },

@@ -61,6 +61,13 @@ function reply(
 
 function handle(req: IncomingMessage, res: ServerResponse, isReady: () => boolean): void {
   const target = req.url ?? "/";
+  if (target === "*") {
+    // `OPTIONS *`: Go's ServeMux answers 400 and closes the connection.
+    res.shouldKeepAlive = false;
+    res.writeHead(400);
+    res.end();
+    return;
+  }
   let rawPath = target;
   let query = "";
   if (/^https?:\/\//i.test(target)) {
