@@ -1,0 +1,106 @@
+// flanneld's entry point: the composition root. It is the only place that reads process.argv/env, installs
+// signal handlers and exits; everything else is built from the real adapters here and handed down.
+
+import { basename } from "node:path";
+import { selectExternalInterface } from "../backend/ext-iface.ts";
+import { getBackend } from "../backend/registry.ts";
+import { runFlanneld, type DaemonDeps } from "../daemon/flanneld.ts";
+import { ExecCommandRunner } from "../kernel/command.ts";
+import { createNetlinkKernel } from "../kernel/netlink/netlink-kernel.ts";
+import { KlogLogger } from "../log/logger.ts";
+import { EtcdSubnetManager } from "../subnet/etcd/manager.ts";
+import { IptablesManager } from "../traffic/iptables/manager.ts";
+import { NftablesManager } from "../traffic/nftables/manager.ts";
+import { startBlackholeRoutes } from "../traffic/blackhole.ts";
+import { startHealthz } from "./healthz.ts";
+import { resolveFlanneldOptions } from "./flanneld-options.ts";
+import { VERSION } from "../version.ts";
+
+async function main(): Promise<number> {
+  const outcome = resolveFlanneldOptions({
+    argv0: basename(process.argv[1] ?? "flanneld"),
+    args: process.argv.slice(2),
+    env: process.env,
+    version: VERSION,
+    createLogger: ({ verbosity }) => new KlogLogger({ verbosity, file: "main.ts" }),
+  });
+  if (outcome.kind === "exit") {
+    if (outcome.stderr) process.stderr.write(outcome.stderr);
+    return outcome.code;
+  }
+  const { options, logger } = outcome;
+
+  const ac = new AbortController();
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals += 1;
+    if (signals > 1) {
+      // A second signal kills the process, as upstream (signal.Stop after the first one).
+      process.exit(130);
+    }
+    logger.info(`shutdownHandler sent cancel signal... (${sig})`);
+    ac.abort(new Error(`received ${sig}`));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  const kernel = createNetlinkKernel();
+  const commands = new ExecCommandRunner();
+  const deps: DaemonDeps = {
+    logger,
+    kernel,
+    commands,
+    createSubnetManager: async (o, prev) => {
+      if (o.kubeSubnetMgr) {
+        const { createKubeSubnetManager } = await import("../subnet/kube/create.ts");
+        return createKubeSubnetManager(o, logger.child("kube.ts"));
+      }
+      return new EtcdSubnetManager({
+        endpoints: o.etcdEndpoints,
+        prefix: o.etcdPrefix,
+        keyFile: o.etcdKeyfile,
+        certFile: o.etcdCertfile,
+        caFile: o.etcdCafile,
+        username: o.etcdUsername,
+        password: o.etcdPassword,
+        prevSubnet: prev.subnet,
+        prevIpv6Subnet: prev.ipv6Subnet,
+        renewMarginMin: o.subnetLeaseRenewMargin,
+        logger: logger.child("local_manager.ts"),
+      });
+    },
+    selectExternalInterface,
+    getBackend,
+    createTrafficManager: (kind) =>
+      kind === "iptables"
+        ? new IptablesManager({
+            commands,
+            logger: logger.child("iptables.ts"),
+            resyncMs: options.iptablesResyncSeconds * 1000,
+            randomFullyDisable: options.ipMasqFullyRandomDisable,
+          })
+        : new NftablesManager({
+            commands,
+            logger: logger.child("nftables.ts"),
+            randomFullyDisable: options.ipMasqFullyRandomDisable,
+          }),
+    startHealthz,
+    startBlackholeRoutes: (o) =>
+      startBlackholeRoutes({ ...o, routes: kernel.routes, logger: logger.child("blackhole.ts") }),
+  };
+  try {
+    return await runFlanneld(options, deps, ac.signal);
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    kernel.close();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`flanneld: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);
