@@ -2,12 +2,18 @@
 // import side effect (pkg/backend/manager.go), so what exists is visible in one place.
 
 import type { Backend, BackendDeps, BackendFactory } from "./backend.ts";
+import { createAllocBackend } from "./alloc/alloc.ts";
+import { createExtensionBackend } from "./extension/extension.ts";
 import { createHostGwBackend } from "./hostgw/host-gw.ts";
+import { createUdpBackend } from "./udp/udp.ts";
 import { createVxlanBackend } from "./vxlan/vxlan.ts";
 
 export const backendFactories: Readonly<Record<string, BackendFactory>> = {
   vxlan: (deps) => createVxlanBackend(deps),
   "host-gw": (deps) => createHostGwBackend(deps),
+  udp: (deps) => createUdpBackend(deps),
+  alloc: (deps) => createAllocBackend(deps),
+  extension: (deps) => createExtensionBackend(deps),
 };
 
 /** The backend for `type` (matched lower-cased, as upstream); throws `unknown backend type: <t>`. */

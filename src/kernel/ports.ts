@@ -189,6 +189,24 @@ export interface KernelEvents {
   subscribe(onEvent: (ev: KernelEvent) => void, signal: AbortSignal): void;
 }
 
+/** A TUN device held open by this process: the device exists exactly as long as `fd` is open. */
+export interface TunDevice {
+  /** The name the kernel gave it, e.g. "flannel0". */
+  readonly name: string;
+  /** The non-blocking file descriptor (IFF_TUN | IFF_NO_PI: one raw IP packet per read/write). */
+  readonly fd: number;
+  /** Closes the fd, which removes the device with its addresses and routes. Idempotent. */
+  close(): void;
+}
+
+export interface Tun {
+  /**
+   * Opens /dev/net/tun non-blocking and attaches a TUN device (IFF_TUN | IFF_NO_PI) named `name`, which may
+   * hold `%d` for the kernel to number (upstream's "flannel%d" gives flannel0). The device starts down.
+   */
+  open(name: string): TunDevice;
+}
+
 /** All kernel ports together, as the composition root hands them out. */
 export interface Kernel {
   links: Links;
