@@ -77,8 +77,15 @@ function sandboxFlags(): { fs: FlagSet; read: () => SandboxFlags } {
 /** Runs `flannelctl sandbox …`; resolves with the exit code. */
 export async function sandboxCommand(args: readonly string[], io: CommandIo): Promise<number> {
   const { fs, read } = sandboxFlags();
+  let rest: string[];
   try {
     fs.parse(args);
+    rest = fs.args();
+    // Go's flag parsing stops at the first non-flag: flags may also follow `down`.
+    if (rest[0] === "down") {
+      fs.parse(rest.slice(1));
+      rest = ["down", ...fs.args()];
+    }
   } catch (err) {
     if (err instanceof FlagParseError && err.help) {
       io.out(SANDBOX_USAGE + fs.printDefaults());
@@ -87,7 +94,6 @@ export async function sandboxCommand(args: readonly string[], io: CommandIo): Pr
     io.err(`${errorMessage(err)}\n\n${SANDBOX_USAGE}${fs.printDefaults()}`);
     return 2;
   }
-  const rest = fs.args();
   if (rest.length > 0 && !(rest.length === 1 && rest[0] === "down")) {
     io.err(`Unknown sandbox argument ${JSON.stringify(rest.join(" "))}: the only subcommand is \`down\`\n`);
     return 2;
