@@ -7,6 +7,7 @@ import type { IpAddr } from "../ip/addr.ts";
 import type { Kernel, Link } from "../kernel/ports.ts";
 import type { Lease } from "../lease/lease.ts";
 import type { Logger } from "../log/logger.ts";
+import type { ReconcileMetrics } from "../metrics/metrics.ts";
 import type { SubnetManager } from "../subnet/manager.ts";
 
 /** The interface used for inter-host traffic, as chosen by interface selection. */
@@ -25,6 +26,8 @@ export interface BackendDeps {
   extIface: ExternalInterface;
   kernel: Kernel;
   logger: Logger;
+  /** flanneld's metrics; the reconcilers report pass durations and repairs here. */
+  metrics?: ReconcileMetrics;
 }
 
 export interface Network {

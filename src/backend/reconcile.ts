@@ -28,6 +28,7 @@ import type { FdbEntry, Kernel, KernelEvent, Neighbour, Route } from "../kernel/
 import { NUD_PERMANENT, RT_TABLE_MAIN } from "../kernel/ports.ts";
 import type { LeaseEvent } from "../lease/lease.ts";
 import type { Logger } from "../log/logger.ts";
+import type { ReconcileMetrics } from "../metrics/metrics.ts";
 import { errorMessage } from "../errors.ts";
 
 export interface DesiredNeighbour {
@@ -247,6 +248,10 @@ function undoOf(op: PlanOp): PlanOp | undefined {
   }
 }
 
+function repairKind(op: PlanOp): string {
+  return op.op.startsWith("route") ? "route" : op.op.startsWith("fdb") ? "fdb" : "neighbour";
+}
+
 /** What a network tells the reconciler. */
 export interface ReconcileTarget {
   /**
@@ -270,6 +275,9 @@ export interface ReconcilerOptions {
   checkMs?: number;
   /** First retry delay after a failed pass (doubles up to 30 s, as upstream's device re-creation). */
   retryMs?: number;
+  /** Where pass durations and repairs are reported (flanneld's /metrics), labelled `loop`. */
+  metrics?: ReconcileMetrics;
+  loop?: string;
 }
 
 export interface PassResult {
@@ -289,8 +297,12 @@ export class Reconciler {
   /** Peers fully programmed at the end of an earlier pass, to tell "recovered" from "new" in logs. */
   private established = new Set<string>();
   private retryDelayMs: number;
+  private readonly metrics: ReconcileMetrics | undefined;
+  private readonly loop: string;
 
   constructor(opts: ReconcilerOptions) {
+    this.metrics = opts.metrics;
+    this.loop = opts.loop ?? "reconcile";
     this.target = opts.target;
     this.kernel = opts.kernel;
     this.logger = opts.logger;
@@ -301,6 +313,15 @@ export class Reconciler {
 
   /** One reconcile pass. Never throws: failures are logged and counted, the next pass retries. */
   reconcile(): PassResult {
+    const t0 = process.hrtime.bigint();
+    try {
+      return this.reconcilePass();
+    } finally {
+      this.metrics?.observePass(this.loop, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+  }
+
+  private reconcilePass(): PassResult {
     const result: PassResult = { writes: 0, failures: 0 };
     try {
       this.target.ensureDevices();
@@ -343,6 +364,7 @@ export class Reconciler {
         try {
           applyOp(this.kernel, op);
           done.push(op);
+          if (this.established.has(peer)) this.metrics?.countRepair(repairKind(op));
         } catch (err) {
           result.failures++;
           failedPeers.add(peer);
@@ -370,6 +392,7 @@ export class Reconciler {
       result.writes++;
       try {
         applyOp(this.kernel, op);
+        this.metrics?.countRepair("stale");
         this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
       } catch (err) {
         result.failures++;

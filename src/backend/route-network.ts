@@ -68,6 +68,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
       target: this,
       kernel: opts.deps.kernel,
       logger: opts.logger,
+      ...(opts.deps.metrics === undefined ? {} : { metrics: opts.deps.metrics, loop: "route" }),
       checkMs: opts.checkMs ?? 10_000,
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });

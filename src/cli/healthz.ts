@@ -18,6 +18,8 @@ export interface HealthzOptions {
   /** Readiness: true once subnet.env was written. */
   isReady: () => boolean;
   logger: Logger;
+  /** When given, `/metrics` serves them in the Prometheus text format (flannel-ts addition). */
+  metrics?: { render(): string };
 }
 
 export interface HealthzServer {
@@ -59,7 +61,12 @@ function reply(
   res.end(body);
 }
 
-function handle(req: IncomingMessage, res: ServerResponse, isReady: () => boolean): void {
+function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  isReady: () => boolean,
+  metrics: { render(): string } | undefined,
+): void {
   const target = req.url ?? "/";
   if (target === "*") {
     // `OPTIONS *`: Go's ServeMux answers 400 and closes the connection.
@@ -101,6 +108,9 @@ function handle(req: IncomingMessage, res: ServerResponse, isReady: () => boolea
   } else if (path === "/readyz") {
     if (isReady()) reply(res, 200, "flanneld is ready");
     else reply(res, 503, "flanneld is not ready yet");
+  } else if (path === "/metrics" && metrics !== undefined) {
+    res.writeHead(200, { "Content-Type": "text/plain; version=0.0.4; charset=utf-8" });
+    res.end(metrics.render());
   } else {
     reply(res, 404, "404 page not found\n", { "X-Content-Type-Options": "nosniff" });
   }
@@ -112,7 +122,7 @@ function handle(req: IncomingMessage, res: ServerResponse, isReady: () => boolea
  */
 export async function startHealthz(opts: HealthzOptions): Promise<HealthzServer> {
   const log = opts.logger;
-  const server = createServer((req, res) => handle(req, res, opts.isReady));
+  const server = createServer((req, res) => handle(req, res, opts.isReady, opts.metrics));
   const address = joinHostPort(opts.ip, opts.port);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException): void => {

@@ -136,6 +136,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       target: this,
       kernel: deps.kernel,
       logger,
+      ...(deps.metrics === undefined ? {} : { metrics: deps.metrics, loop: "vxlan" }),
       ...(opts.checkMs === undefined ? {} : { checkMs: opts.checkMs }),
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });
