@@ -150,6 +150,9 @@ async function sandboxUp(flags: SandboxFlags, io: CommandIo): Promise<number> {
     );
     upDone = true;
     io.out(`\n${renderTopology(topo)}\n`);
+    for (const p of lab.exitedProcesses()) {
+      io.err(`warning: ${p.role} (PID ${p.pid}) has exited; see ${p.logFile ?? "its log"}\n`);
+    }
     let allOk = true;
     if (topo.nodes.some((n) => n.pods.length > 0)) {
       io.out("Pinging every ordered pod pair ...\n");

@@ -409,6 +409,11 @@ export class Lab {
     };
   }
 
+  /** Recorded daemons (etcd, flanneld) that are no longer running, e.g. a flanneld that died after its lease. */
+  exitedProcesses(): ProcessRecord[] {
+    return (this.state?.processes ?? []).filter((p) => !isAlive(p));
+  }
+
   /**
    * Removes everything recorded: processes (by PID + start time), anything else still running inside the
    * lab's namespaces, the namespaces, the files. Safe to call twice and concurrently (one run).
