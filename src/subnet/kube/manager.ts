@@ -99,9 +99,10 @@ export function buildKubeConfig(opts: {
           c.name === cluster.name ? { ...c, server: opts.kubeApiUrl } : c,
         );
       }
+      kc.clusters = kc.clusters.map((c) => (isPlainHttp(c.server) ? { ...c, skipTLSVerify: true } : c));
     } else if (opts.kubeApiUrl !== "") {
       kc.loadFromClusterAndUser(
-        { name: "flannel", server: opts.kubeApiUrl, skipTLSVerify: false },
+        { name: "flannel", server: opts.kubeApiUrl, skipTLSVerify: isPlainHttp(opts.kubeApiUrl) },
         { name: "flannel" },
       );
     } else {
@@ -134,6 +135,14 @@ export function buildKubeConfig(opts: {
     });
   }
   return kc;
+}
+
+/**
+ * client-node refuses `http://` servers unless skipTLSVerify is set, although there is no TLS to verify;
+ * client-go accepts plain-HTTP API URLs (e.g. a local proxy), so we do too.
+ */
+function isPlainHttp(url: string): boolean {
+  return url.toLowerCase().startsWith("http://");
 }
 
 /** The message client-go would print for a failed request: the Status message, or the HTTP status. */
