@@ -225,6 +225,7 @@ test("completeLease patches NetworkUnavailable=False in the spec's format, merge
         10_000,
         "NetworkUnavailable condition",
       );
+      assert.ok(conds !== undefined);
       assert.equal(conds[0]?.["type"], "Ready"); // the kubelet's condition is kept (merge by type)
       const nu = conds[1] ?? {};
       assert.deepEqual(
@@ -363,6 +364,7 @@ for (const goneAsHttpStatus of [false, true]) {
         20_000,
         "second snapshot",
       );
+      assert.ok(snaps !== undefined);
       const last = snaps.at(-1)?.snapshot as unknown as { subnet: unknown }[];
       assert.deepEqual(
         last.map((l) => String(l.subnet)),
@@ -505,7 +507,10 @@ test("public-ip-overwrite is advertised instead of the detected address", async 
     (api) => api.addNode(node("n1", "10.244.1.0/24", { [`${P}public-ip-overwrite`]: "203.0.113.7" })),
     async (api, m, ac) => {
       const lease = await m.acquireLease(vxlanAttrs("192.168.10.1", "12:c6:65:89:b4:e3"), ac.signal);
-      assert.equal(api.getNode("n1")?.metadata["annotations"]?.[`${P}public-ip`], "203.0.113.7");
+      assert.equal(
+        (api.getNode("n1")?.metadata["annotations"] as Record<string, string> | undefined)?.[`${P}public-ip`],
+        "203.0.113.7",
+      );
       assert.equal(lease.attrs.publicIp.toString(), "203.0.113.7");
     },
   );
