@@ -8,6 +8,7 @@ const entries = [
   { entry: "src/cli/flanneld-main.ts", out: "dist/flanneld.js", external: true },
   { entry: "src/cni/main.ts", out: "dist/flannel.js", external: false },
   { entry: "src/cli/flannelctl-main.ts", out: "dist/flannelctl.js", external: true },
+  { entry: "src/cli/install-conf-main.ts", out: "dist/install-conf.js", external: false },
 ];
 
 for (const e of entries) {
