@@ -203,8 +203,9 @@ export interface Tun {
   /**
    * Opens /dev/net/tun non-blocking and attaches a TUN device (IFF_TUN | IFF_NO_PI) named `name`, which may
    * hold `%d` for the kernel to number (upstream's "flannel%d" gives flannel0). The device starts down.
+   * `txQueueLen` sets the packets the kernel queues for the reader before dropping (default 500).
    */
-  open(name: string): TunDevice;
+  open(name: string, opts?: { txQueueLen?: number }): TunDevice;
 }
 
 /** All kernel ports together, as the composition root hands them out. */

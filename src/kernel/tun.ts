@@ -19,10 +19,14 @@ const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
 const IFNAMSIZ = 16;
+const SIOCSIFTXQLEN = 0x8943;
+const AF_INET = 2;
+const SOCK_DGRAM = 2;
 const IFREQ_BYTES = 40;
 
 interface TunLibc {
   open: (path: string, flags: number) => number;
+  socket: (domain: number, type: number, proto: number) => number;
   ioctl: (fd: number, req: number, ...rest: unknown[]) => number;
   close: (fd: number) => number;
 }
@@ -34,6 +38,7 @@ function lib(): TunLibc {
   const l = koffi.load("libc.so.6");
   libc = {
     open: l.func("int open(const char *, int)"),
+    socket: l.func("int socket(int, int, int)"),
     // ioctl is variadic in libc; declared so, koffi passes the ifreq pointer with the variadic convention.
     ioctl: l.func("int ioctl(int, unsigned long, ...)"),
     close: l.func("int close(int)"),
@@ -59,8 +64,23 @@ export function decodeIfreqName(b: Buffer): string {
   return b.subarray(0, end === -1 || end > IFNAMSIZ ? IFNAMSIZ : end).toString("utf8");
 }
 
+/** `ip link set <name> txqueuelen <n>` through SIOCSIFTXQLEN on a throwaway socket. */
+function setTxQueueLen(c: TunLibc, name: string, len: number): void {
+  const sock = c.socket(AF_INET, SOCK_DGRAM | O_CLOEXEC, 0);
+  if (sock < 0) throw new KernelError(errnoName(koffi.errno()), "open socket for SIOCSIFTXQLEN");
+  try {
+    const ifr = encodeIfreq(name, 0);
+    ifr.writeInt32LE(len, IFNAMSIZ);
+    if (c.ioctl(sock, SIOCSIFTXQLEN, "void *", ifr) < 0) {
+      throw new KernelError(errnoName(koffi.errno()), `set txqueuelen ${len} on ${name}`);
+    }
+  } finally {
+    c.close(sock);
+  }
+}
+
 export class KoffiTun implements Tun {
-  open(name: string): TunDevice {
+  open(name: string, opts: { txQueueLen?: number } = {}): TunDevice {
     const c = lib();
     const ifr = encodeIfreq(name, IFF_TUN | IFF_NO_PI);
     const fd = c.open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
@@ -70,9 +90,18 @@ export class KoffiTun implements Tun {
       c.close(fd);
       throw new KernelError(errno, `create TUN device ${name} (TUNSETIFF)`);
     }
+    const devName = decodeIfreqName(ifr);
+    if (opts.txQueueLen !== undefined) {
+      try {
+        setTxQueueLen(c, devName, opts.txQueueLen);
+      } catch (err) {
+        c.close(fd);
+        throw err;
+      }
+    }
     let open = true;
     return {
-      name: decodeIfreqName(ifr),
+      name: devName,
       fd,
       close(): void {
         if (!open) return;

@@ -12,7 +12,7 @@
 //   the poll timeout bounds that to 250 ms).
 
 import koffi from "koffi";
-import { MessageChannel, Worker } from "node:worker_threads";
+import { MessageChannel, Worker, type MessagePort } from "node:worker_threads";
 
 import type { IpAddr } from "../../ip/addr.ts";
 import { KernelError } from "../../kernel/ports.ts";
@@ -125,10 +125,19 @@ export interface UdpProxyOptions {
   tunAddr: number;
 }
 
-function workerUrl(): URL {
-  // Under tsx (tests, development) the sibling is a .ts file; a bundle ships a .js worker beside itself.
-  const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js";
-  return new URL(`./proxy-worker${ext}`, import.meta.url);
+/**
+ * Starts the worker. Under tsx (tests, development) the worker is a .ts module, and Node 20 does not carry
+ * tsx's loader hooks into workers, so a tiny bootstrap registers tsx inside the worker first. A bundled
+ * build ships `proxy-worker.js` beside itself and loads it directly.
+ */
+function startWorker(workerData: ProxyWorkerData, transferList: MessagePort[]): Worker {
+  if (import.meta.url.endsWith(".ts")) {
+    const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
+    const target = JSON.stringify(new URL("./proxy-worker.ts", import.meta.url).href);
+    const boot = `import(${api}).then((m) => { m.register(); return import(${target}); });`;
+    return new Worker(boot, { eval: true, workerData, transferList });
+  }
+  return new Worker(new URL("./proxy-worker.js", import.meta.url), { workerData, transferList });
 }
 
 export class UdpProxy implements UdpDataPath {
@@ -158,7 +167,7 @@ export class UdpProxy implements UdpDataPath {
       control: this.control.buffer as SharedArrayBuffer,
       stats: this.counters.buffer as SharedArrayBuffer,
     };
-    this.worker = new Worker(workerUrl(), { workerData: data, transferList: [channel.port2] });
+    this.worker = startWorker(data, [channel.port2]);
     this.ended = new Promise((resolve) => {
       let failure: string | undefined;
       this.worker.on("message", (m: { done?: boolean; error?: string }) => {
