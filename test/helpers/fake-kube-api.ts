@@ -249,8 +249,11 @@ export class FakeKubeApi {
     if (method === "GET" && p === "/api") {
       return json(res, 200, { kind: "APIVersions", versions: ["v1"], serverAddressByClientCIDRs: [] });
     }
-    if (method === "GET" && p === "/apis")
-      return json(res, 200, { kind: "APIGroupList", apiVersion: "v1", groups: [] });
+    if (method === "GET" && p === "/apis") return json(res, 200, API_GROUPS);
+    const group = /^\/apis\/([^/]+)\/v1$/.exec(p);
+    if (method === "GET" && group !== null && GROUP_RESOURCES[group[1] ?? ""] !== undefined) {
+      return json(res, 200, GROUP_RESOURCES[group[1] ?? ""]);
+    }
     if (method === "GET" && p === "/api/v1") return json(res, 200, API_RESOURCES);
     if (method === "GET" && p === "/version") {
       return json(res, 200, { major: "1", minor: "32", gitVersion: "v1.32.0-fake", platform: "linux/amd64" });
@@ -640,10 +643,50 @@ function status(
   json(res, code, statusBody(code, reason, message, details));
 }
 
+// Discovery for the other kinds of deploy/kube-flannel.yml, so `kubectl apply --dry-run=client` can map
+// them (objects of these kinds are not stored: GETs answer 404, as for objects not yet created).
+const groupEntry = (name: string): object => ({
+  name,
+  versions: [{ groupVersion: `${name}/v1`, version: "v1" }],
+  preferredVersion: { groupVersion: `${name}/v1`, version: "v1" },
+});
+const API_GROUPS = {
+  kind: "APIGroupList",
+  apiVersion: "v1",
+  groups: [groupEntry("apps"), groupEntry("rbac.authorization.k8s.io")],
+};
+const resourceEntry = (name: string, kind: string, namespaced: boolean): object => ({
+  name,
+  singularName: kind.toLowerCase(),
+  namespaced,
+  kind,
+  verbs: ["create", "delete", "get", "list", "patch", "update", "watch"],
+});
+const GROUP_RESOURCES: Record<string, object> = {
+  apps: {
+    kind: "APIResourceList",
+    apiVersion: "v1",
+    groupVersion: "apps/v1",
+    resources: [resourceEntry("daemonsets", "DaemonSet", true)],
+  },
+  "rbac.authorization.k8s.io": {
+    kind: "APIResourceList",
+    apiVersion: "v1",
+    groupVersion: "rbac.authorization.k8s.io/v1",
+    resources: [
+      resourceEntry("clusterroles", "ClusterRole", false),
+      resourceEntry("clusterrolebindings", "ClusterRoleBinding", false),
+    ],
+  },
+};
+
 const API_RESOURCES = {
   kind: "APIResourceList",
   groupVersion: "v1",
   resources: [
+    resourceEntry("namespaces", "Namespace", false),
+    resourceEntry("configmaps", "ConfigMap", true),
+    resourceEntry("serviceaccounts", "ServiceAccount", true),
     {
       name: "nodes",
       singularName: "node",
