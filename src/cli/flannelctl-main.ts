@@ -2,7 +2,10 @@
 // subcommand its arguments and an IO object; the subcommands live in src/ctl/. To add one, add a row to
 // COMMANDS.
 
+import { cleanupCommand } from "../ctl/cleanup/cleanup.ts";
+import { doctorCommand } from "../ctl/doctor/doctor.ts";
 import { sandboxCommand, type CommandIo } from "../ctl/sandbox.ts";
+import { traceCommand } from "../ctl/trace/trace.ts";
 
 interface Command {
   summary: string;
@@ -13,6 +16,18 @@ const COMMANDS: Record<string, Command> = {
   sandbox: {
     summary: "build a multi-node flannel cluster from network namespaces, check it, tear it down",
     run: sandboxCommand,
+  },
+  doctor: {
+    summary: "check this node (and the cluster's leases) for common flannel failures, with fixes",
+    run: (args, io) => doctorCommand(args, io, process.env),
+  },
+  trace: {
+    summary: "show the path a packet from a local pod takes, hop by hop, from the live state",
+    run: (args, io) => traceCommand(args, io, process.env),
+  },
+  cleanup: {
+    summary: "remove flannel's devices, rules, routes and files from this node (--dry-run to list)",
+    run: cleanupCommand,
   },
 };
 
