@@ -9,7 +9,10 @@ import { MemoryLogger } from "../../log/logger.ts";
 import { FakeSubnetManager } from "../fake-subnet-manager.ts";
 import { createAllocBackend } from "./alloc.ts";
 
-const config = { network: IpNet.parse("10.244.0.0/16"), backend: { Type: "alloc" } } as NetworkConfig;
+const config = {
+  network: IpNet.parse("10.244.0.0/16"),
+  backend: { Type: "alloc" },
+} as unknown as NetworkConfig;
 
 test("alloc leases a subnet with the public IP and no backend type, and touches nothing", async () => {
   const kernel = new FakeKernel();
