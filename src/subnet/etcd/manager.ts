@@ -28,6 +28,7 @@ import type { Logger } from "../../log/logger.ts";
 import { sleep } from "../../util/sleep.ts";
 import type { SubnetManager } from "../manager.ts";
 import { EtcdRegistry, SubnetExistsError } from "./registry.ts";
+import { decodeLeaseAttrs } from "./keys.ts";
 
 /** Every lease key is attached to an etcd lease of this TTL (upstream subnetTTL, 24 h). */
 export const SUBNET_TTL_SEC = 86_400;
@@ -198,8 +199,15 @@ export class EtcdSubnetManager implements SubnetManager {
 
   /** One attempt; null when another node created the chosen key first (try again). */
   private async tryAcquireLease(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease | null> {
-    const { leases } = await this.registry.getSubnets();
     const extIp = attrs.publicIp;
+    // Only the lease this node may reuse needs its expiration (null = a reservation, re-put without TTL);
+    // the others are only checked for overlap, so their TTLs are not looked up (one RPC each).
+    const { leases } = await this.registry.getSubnets({
+      ttlOf: (kv) => {
+        const a = decodeLeaseAttrs(kv.value);
+        return a.ok && a.value.publicIp.equals(extIp);
+      },
+    });
 
     const mine = leases.find((l) => l.attrs.publicIp.equals(extIp));
     if (mine !== undefined) {
@@ -305,7 +313,8 @@ export class EtcdSubnetManager implements SubnetManager {
   }
 
   watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchResult[]> {
-    return this.registry.watchSubnets(signal);
+    // Peers' expirations are never used (renewal watches our own key), so they are not looked up.
+    return this.registry.watchSubnets(signal, undefined, { ttl: false });
   }
 
   async completeLease(lease: Lease, signal: AbortSignal): Promise<"interrupted" | "revoked"> {

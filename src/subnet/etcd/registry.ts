@@ -263,14 +263,29 @@ export class EtcdRegistry {
     return e;
   }
 
-  /** All leases under `<prefix>/subnets/` and the revision of the read (the watch resumes after it). */
-  async getSubnets(): Promise<{ leases: Lease[]; revision: number }> {
+  /**
+   * All leases under `<prefix>/subnets/` and the revision of the read (the watch resumes after it).
+   * `ttlOf` picks the leases whose expiration is looked up (default: all); the others carry `expiration:
+   * null` without a lookup. A TimeToLive call costs ~1 ms of CPU in grpc-js, so listing 10,000 peers only to
+   * read their (unused) expirations would cost seconds.
+   */
+  async getSubnets(
+    opts: { ttlOf?: (kv: { key: string; value: string }) => boolean } = {},
+  ): Promise<{ leases: Lease[]; revision: number }> {
     const prefix = Buffer.from(`${this.subnetsKey}/`);
     const res = await this.call(() =>
       this.client.kv.range({ key: prefix, range_end: prefixEnd(prefix) }, this.callOpts()),
     );
     const leases: Lease[] = [];
-    const known = await this.expirationsOf(res.kvs.map((kv) => kv.lease));
+    const ttlOf = opts.ttlOf;
+    const selected =
+      ttlOf === undefined
+        ? res.kvs
+        : res.kvs.filter((kv) => ttlOf({ key: kv.key.toString("utf8"), value: kv.value.toString("utf8") }));
+    const known = await this.expirationsOf(selected.map((kv) => kv.lease));
+    if (ttlOf !== undefined) {
+      for (const kv of res.kvs) if (!known.has(kv.lease)) known.set(kv.lease, null);
+    }
     for (const kv of res.kvs) {
       let l: Lease | string;
       try {
@@ -390,11 +405,15 @@ export class EtcdRegistry {
    * batches of events until `signal` aborts. Survives disconnects (resumes from the last revision seen) and
    * compaction (re-lists and yields a fresh snapshot).
    */
-  watchSubnets(signal: AbortSignal, since?: number): AsyncIterable<LeaseWatchResult[]> {
+  watchSubnets(
+    signal: AbortSignal,
+    since?: number,
+    opts: { ttl?: boolean } = {},
+  ): AsyncIterable<LeaseWatchResult[]> {
     const prefix = Buffer.from(`${this.subnetsKey}/`);
     return this.watchRange(
       signal,
-      { key: prefix, rangeEnd: prefixEnd(prefix), label: this.subnetsKey },
+      { key: prefix, rangeEnd: prefixEnd(prefix), label: this.subnetsKey, ttl: opts.ttl ?? true },
       since,
     );
   }
@@ -407,14 +426,18 @@ export class EtcdRegistry {
     since?: number,
   ): AsyncIterable<LeaseWatchResult[]> {
     const key = this.subnetKey(subnet, ipv6Subnet);
-    return this.watchRange(signal, { key: Buffer.from(key), rangeEnd: undefined, label: key }, since);
+    return this.watchRange(
+      signal,
+      { key: Buffer.from(key), rangeEnd: undefined, label: key, ttl: true },
+      since,
+    );
   }
 
-  private async list(range: { key: Buffer; rangeEnd: Buffer | undefined }): Promise<{
+  private async list(range: { key: Buffer; rangeEnd: Buffer | undefined; ttl: boolean }): Promise<{
     leases: Lease[];
     revision: number;
   }> {
-    if (range.rangeEnd !== undefined) return this.getSubnets();
+    if (range.rangeEnd !== undefined) return this.getSubnets(range.ttl ? {} : { ttlOf: () => false });
     const sk = parseSubnetKey(range.key.toString());
     if (sk === null) throw new Error(`not a subnet key: ${range.key.toString()}`);
     const { lease, revision } = await this.getSubnet(sk.subnet, sk.ipv6Subnet);
@@ -423,7 +446,7 @@ export class EtcdRegistry {
 
   private watchRange(
     signal: AbortSignal,
-    range: { key: Buffer; rangeEnd: Buffer | undefined; label: string },
+    range: { key: Buffer; rangeEnd: Buffer | undefined; label: string; ttl: boolean },
     since: number | undefined,
   ): AsyncIterable<LeaseWatchResult[]> {
     const queue = new BatchQueue<LeaseWatchResult>();
@@ -466,7 +489,7 @@ export class EtcdRegistry {
         if (evs.length === 0) return;
         // The catch keeps the chain alive: a rejected link would silently drop every later response.
         chain = chain
-          .then(async () => pushEvents(queue, await this.toEvents(evs)))
+          .then(async () => pushEvents(queue, await this.toEvents(evs, range.ttl)))
           .catch((err: unknown) =>
             log.error(`error handling etcd watch response: ${errorMessage(this.clean(err))}`),
           );
@@ -530,10 +553,15 @@ export class EtcdRegistry {
     return b.watcher();
   }
 
-  /** Watch events → lease events; malformed ones are logged and skipped. Added leases get their TTL. */
-  private async toEvents(evs: WatchData["events"]): Promise<LeaseEvent[]> {
+  /**
+   * Watch events → lease events; malformed ones are logged and skipped. Added leases get their TTL, unless
+   * `ttl` is false (then `expiration` is null: peers' expirations are never used, and not looked up).
+   */
+  private async toEvents(evs: WatchData["events"], ttl: boolean): Promise<LeaseEvent[]> {
     const out: LeaseEvent[] = [];
-    const ttlCache = await this.expirationsOf(evs.filter((e) => e.type !== "Delete").map((e) => e.kv.lease));
+    const ttlCache = ttl
+      ? await this.expirationsOf(evs.filter((e) => e.type !== "Delete").map((e) => e.kv.lease))
+      : new Map<string, Date | null | Error>();
     for (const ev of evs) {
       const key = ev.kv.key.toString("utf8");
       const sk = parseSubnetKey(key);
