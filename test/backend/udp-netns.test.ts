@@ -1,5 +1,5 @@
 // The udp backend on a real kernel: two node namespaces joined by a veth (the underlay), each running the
-// udp data path (udp-node.ts) with a static peer table, and one pod namespace behind each node (veth,
+// udp data path (backend-node.ts) with a static peer table, and one pod namespace behind each node (veth,
 // addresses and routes set up here by hand). Checks: pods ping across; a destination without a lease gets
 // ICMP net-unreachable; a datagram to port 8285 from a non-peer address never reaches a pod (and one from
 // the peer does); iperf3 pod→pod throughput is printed next to node→node on the underlay; SIGTERM under
@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 
 import { Netns, requireRoot, vethPair, waitFor } from "../helpers/netns.ts";
 
-const NODE_SCRIPT = fileURLToPath(new URL("./udp-node.ts", import.meta.url));
+const NODE_SCRIPT = fileURLToPath(new URL("./backend-node.ts", import.meta.url));
 const PREFIX = "fts-u";
 
 interface Node {
@@ -24,7 +24,7 @@ interface Node {
 }
 
 function startNode(ns: Netns, own: string, publicIp: string, peers: object[]): Node {
-  const setup = JSON.stringify({ ownSubnet: own, publicIp, peers });
+  const setup = JSON.stringify({ type: "udp", ownSubnet: own, publicIp, peers });
   const proc = ns.spawn(process.execPath, ["--import", "tsx", NODE_SCRIPT, setup]);
   const out: string[] = [];
   let partial = "";
