@@ -1,0 +1,345 @@
+// Control-plane benchmark: how fast one flanneld makes the kernel match N peer leases in etcd, what it costs
+// in CPU time, and its resident memory.
+//
+// Design notes
+// - Topology (namespaces prefixed fts-p): `ul` holds etcd (172.16.255.254:2379) and the writer agent;
+//   each `node` namespace holds flanneld (eth0 = 172.16.0.1/16 on a veth into ul) and the probe agent.
+//   A fresh node namespace is used for every cold start, because flanneld leaves its routes behind at exit.
+// - Peers are written with the real lease JSON (src/subnet/etcd/keys.ts) and one etcd lease each, as real
+//   nodes have; their public IPs are on the underlay /16, so host-gw routes are valid.
+// - "Routes present" is counted by the probe from route notifications, confirmed by a netlink dump (see
+//   agent.ts), so the measurement does not take CPU from flanneld by polling.
+// - Scenarios per N: cold start (N leases already in etcd → N routes, from process spawn), removal in
+//   transactions of 100, batched add (transactions of 100), streamed add (single puts, 16 in flight) and
+//   streamed removal. Each reports the time until the kernel matched, the time after the last write was
+//   acknowledged, and flanneld's CPU time during the scenario.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Netns, vethPair } from "../test/helpers/netns.ts";
+import { startEtcd, type EtcdServer } from "../test/helpers/etcd.ts";
+import { Agent, cpuMs, nowMs, REPO, rssBytes, sleepMs } from "./util.ts";
+
+export const ETCD_IP = "172.16.255.254";
+export const NODE_ADDR = "172.16.0.1/16";
+export const PREFIX = "/coreos.com/network";
+
+export interface Scenario {
+  name: "cold" | "batched" | "batched-removal" | "streamed" | "streamed-removal";
+  leases: number;
+  backend: string;
+  /** From the first write (cold: flanneld spawn) until the kernel matched. */
+  totalMs: number;
+  /** From the last write's acknowledgement until the kernel matched (not for cold). */
+  afterLastWriteMs?: number;
+  /** flanneld utime+stime during the scenario. */
+  cpuMs: number;
+  /** flanneld VmRSS at the end. */
+  rssBytes: number;
+  timedOut?: boolean;
+}
+
+export class FlanneldNode {
+  readonly ns: Netns;
+  readonly probe: Agent;
+  readonly dir: string;
+  child: ChildProcess | undefined;
+  spawnedAt = 0;
+
+  constructor(
+    readonly cluster: ControlCluster,
+    readonly index: number,
+  ) {
+    this.ns = Netns.create("fts-p");
+    this.dir = mkdtempSync(join(tmpdir(), "fts-p-node-"));
+    try {
+      vethPair(this.ns, "eth0", NODE_ADDR, cluster.ul, `ve${index}`, null);
+      cluster.ul.run("ip", ["link", "set", `ve${index}`, "master", "br0"]);
+      this.probe = new Agent(this.ns.name, "probe");
+    } catch (err) {
+      this.ns.delete();
+      throw err;
+    }
+  }
+
+  get subnetFile(): string {
+    return join(this.dir, "subnet.env");
+  }
+
+  get pid(): number {
+    const pid = this.child?.pid;
+    if (pid === undefined) throw new Error("flanneld is not running");
+    return pid;
+  }
+
+  /** Starts flanneld; resolves at once (spawnedAt is the wall-clock spawn time). */
+  start(extraArgs: readonly string[] = []): void {
+    const log = openSync(join(this.dir, "flanneld.log"), "a");
+    this.spawnedAt = nowMs();
+    this.child = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        this.ns.name,
+        process.execPath,
+        // `--cpu-prof` of bench/run.ts: each flanneld writes a .cpuprofile there when it exits.
+        ...(this.cluster.cpuProfDir === undefined
+          ? []
+          : ["--cpu-prof", `--cpu-prof-dir=${this.cluster.cpuProfDir}`]),
+        join(REPO, "bin", "flanneld"),
+        `--etcd-endpoints=http://${ETCD_IP}:2379`,
+        "--iface=eth0",
+        `--subnet-file=${this.subnetFile}`,
+        ...extraArgs,
+      ],
+      { stdio: ["ignore", log, log] },
+    );
+    closeSync(log);
+  }
+
+  /** Milliseconds from spawn until subnet.env exists (polled every 2 ms). */
+  async waitSubnetEnv(timeoutMs = 60_000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    while (!existsSync(this.subnetFile)) {
+      if (this.child?.exitCode != null) throw new Error(`flanneld exited: ${this.logTail()}`);
+      if (Date.now() > deadline) throw new Error(`no subnet.env after ${timeoutMs} ms: ${this.logTail()}`);
+      await sleepMs(2);
+    }
+    return statSync(this.subnetFile).mtimeMs - this.spawnedAt;
+  }
+
+  logTail(): string {
+    try {
+      return spawnTail(join(this.dir, "flanneld.log"));
+    } catch {
+      return "";
+    }
+  }
+
+  async stop(): Promise<void> {
+    const c = this.child;
+    this.child = undefined;
+    if (c?.pid !== undefined && c.exitCode === null) {
+      const exited = new Promise<void>((r) => c.once("exit", () => r()));
+      process.kill(c.pid, "SIGTERM");
+      const t = setTimeout(() => c.pid !== undefined && process.kill(c.pid, "SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    await this.probe.close().catch(() => undefined);
+    this.ns.delete();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function spawnTail(file: string): string {
+  return readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
+}
+
+export class ControlCluster {
+  readonly ul: Netns;
+  etcd: EtcdServer | undefined;
+  writer: Agent | undefined;
+  private nodes = 0;
+  /** Where flanneld writes CPU profiles (node --cpu-prof); undefined: no profiling. */
+  cpuProfDir: string | undefined;
+
+  private constructor() {
+    this.ul = Netns.create("fts-p");
+  }
+
+  static async create(backend: string): Promise<ControlCluster> {
+    const c = new ControlCluster();
+    try {
+      c.ul.run("ip", ["link", "add", "br0", "type", "bridge"]);
+      c.ul.run("ip", ["addr", "add", `${ETCD_IP}/16`, "dev", "br0"]);
+      c.ul.run("ip", ["link", "set", "br0", "up"]);
+      c.etcd = await startEtcd({
+        netns: c.ul,
+        host: ETCD_IP,
+        // The default 2 GB backend quota is plenty; a larger txn limit is not needed for 100 ops.
+        extraArgs: ["--quota-backend-bytes", String(4 * 1024 * 1024 * 1024)],
+      });
+      c.etcd.etcdctl([
+        "put",
+        `${PREFIX}/config`,
+        JSON.stringify({ Network: "10.0.0.0/8", SubnetLen: 24, Backend: { Type: backend } }),
+      ]);
+      c.writer = new Agent(c.ul.name, "writer");
+      await c.writer.call({ cmd: "init", endpoint: c.etcd.endpoint, prefix: PREFIX, backend });
+    } catch (err) {
+      await c.destroy();
+      throw err;
+    }
+    return c;
+  }
+
+  w(): Agent {
+    if (!this.writer) throw new Error("no writer");
+    return this.writer;
+  }
+
+  async setBackend(backend: string): Promise<void> {
+    this.etcd?.etcdctl([
+      "put",
+      `${PREFIX}/config`,
+      JSON.stringify({ Network: "10.0.0.0/8", SubnetLen: 24, Backend: { Type: backend } }),
+    ]);
+    await this.w().call({ cmd: "backend", backend });
+  }
+
+  newNode(): FlanneldNode {
+    this.nodes++;
+    return new FlanneldNode(this, this.nodes);
+  }
+
+  async destroy(): Promise<void> {
+    await this.writer?.call({ cmd: "close" }).catch(() => undefined);
+    await this.writer?.close().catch(() => undefined);
+    await this.etcd?.stop().catch(() => undefined);
+    this.ul.delete();
+  }
+}
+
+async function waitRoutes(node: FlanneldNode, target: number, timeoutMs: number) {
+  const r = await node.probe.call({ cmd: "wait", target, timeoutMs });
+  return { t: Number(r.t ?? nowMs()), timedOut: r.timeout === true, count: Number(r.count) };
+}
+
+/**
+ * Runs every scenario for `n` leases with `backend`; `onResult` gets each as it is measured.
+ * Leaves etcd without peer leases.
+ */
+export async function runControl(
+  cluster: ControlCluster,
+  n: number,
+  backend: string,
+  onResult: (s: Scenario) => void,
+  opts: { scenarios?: readonly Scenario["name"][]; timeoutMs?: number } = {},
+): Promise<void> {
+  const want = new Set(
+    opts.scenarios ?? ["cold", "batched-removal", "batched", "streamed-removal", "streamed"],
+  );
+  // Bounded: a scenario that has not converged by then is reported as timed out and the rest skipped.
+  const timeoutMs = opts.timeoutMs ?? Math.max(60_000, n * 12);
+  const w = cluster.w();
+  await cluster.setBackend(backend);
+  await w.call({ cmd: "grant", n });
+  // Seed for the cold start (not timed).
+  await w.call({ cmd: "put", mode: "batch", from: 0, to: n });
+  const node = cluster.newNode();
+  try {
+    node.start();
+    const r0 = await waitRoutes(node, n, timeoutMs);
+    const cold: Scenario = {
+      name: "cold",
+      leases: n,
+      backend,
+      totalMs: r0.t - node.spawnedAt,
+      cpuMs: cpuMs(node.pid) ?? NaN,
+      rssBytes: rssBytes(node.pid) ?? NaN,
+    };
+    if (r0.timedOut) cold.timedOut = true;
+    if (want.has("cold")) onResult(cold);
+    let gaveUp = r0.timedOut;
+
+    const measure = async (
+      name: Scenario["name"],
+      cmd: Record<string, unknown>,
+      target: number,
+    ): Promise<void> => {
+      if (gaveUp) return;
+      await sleepMs(300); // let the previous pass and GC settle
+      const cpu0 = cpuMs(node.pid) ?? NaN;
+      const wait = waitRoutes(node, target, timeoutMs);
+      const wr = await w.call(cmd);
+      const r = await wait;
+      const s: Scenario = {
+        name,
+        leases: n,
+        backend,
+        totalMs: r.t - Number(wr.t0),
+        afterLastWriteMs: r.t - Number(wr.tEnd),
+        cpuMs: (cpuMs(node.pid) ?? NaN) - cpu0,
+        rssBytes: rssBytes(node.pid) ?? NaN,
+      };
+      if (r.timedOut) s.timedOut = gaveUp = true;
+      if (want.has(name)) onResult(s);
+    };
+    await measure("batched-removal", { cmd: "delete", mode: "batch", from: 0, to: n }, 0);
+    await measure("batched", { cmd: "put", mode: "batch", from: 0, to: n }, n);
+    await measure("streamed-removal", { cmd: "delete", mode: "stream", from: 0, to: n }, 0);
+    await measure("streamed", { cmd: "put", mode: "stream", from: 0, to: n }, n);
+    await w.call({ cmd: "delete", mode: "batch", from: 0, to: n });
+  } finally {
+    await node.destroy();
+  }
+}
+
+/** Daemon start → subnet.env written, with no peers; repeated `runs` times on fresh nodes. */
+export async function runStartup(cluster: ControlCluster, runs: number, backend: string): Promise<number[]> {
+  await cluster.setBackend(backend);
+  const out: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const node = cluster.newNode();
+    try {
+      node.start();
+      out.push(await node.waitSubnetEnv());
+    } finally {
+      await node.destroy();
+    }
+  }
+  return out;
+}
+
+export interface MemoryResult {
+  backend: string;
+  idleBytes: number;
+  at1000Bytes: number;
+  at10000Bytes?: number;
+  /** (RSS at 10,000 − RSS at 1000) / 9000. */
+  bytesPerLease?: number;
+}
+
+/** RSS idle (no peers), at 1000 and (unless quick) at 10,000 peer leases, each after a short settle. */
+export async function runMemory(
+  cluster: ControlCluster,
+  backend: string,
+  quick: boolean,
+): Promise<MemoryResult> {
+  const w = cluster.w();
+  await cluster.setBackend(backend);
+  const max = quick ? 1000 : 10_000;
+  await w.call({ cmd: "grant", n: max });
+  const node = cluster.newNode();
+  const settle = async (): Promise<number> => {
+    await sleepMs(3000);
+    return rssBytes(node.pid) ?? NaN;
+  };
+  try {
+    node.start();
+    await node.waitSubnetEnv();
+    const idle = await settle();
+    await w.call({ cmd: "put", mode: "batch", from: 0, to: 1000 });
+    await waitRoutes(node, 1000, 120_000);
+    const at1000 = await settle();
+    const res: MemoryResult = { backend, idleBytes: idle, at1000Bytes: at1000 };
+    if (!quick) {
+      await w.call({ cmd: "put", mode: "batch", from: 1000, to: max });
+      await waitRoutes(node, max, 600_000);
+      res.at10000Bytes = await settle();
+      res.bytesPerLease = (res.at10000Bytes - at1000) / (max - 1000);
+    }
+    await w.call({ cmd: "delete", mode: "batch", from: 0, to: max });
+    return res;
+  } finally {
+    await node.destroy();
+  }
+}

@@ -1,0 +1,248 @@
+// flannel-ts benchmarks: one command builds its own namespace clusters, prints a table and writes
+// bench/results/<date>.json (with the machine, the date and the commit) and a convergence plot (SVG).
+//
+//   node --import tsx bench/run.ts [--quick] [--only control|memory|cni|datapath] [--cpu-prof DIR]
+//
+// Needs root (network namespaces), `npm run build` (bin/flanneld, bin/flannel), etcd, iperf3 and the CNI
+// reference plugins. Every namespace it makes is prefixed fts-p and deleted at the end, also on failure.
+// Benchmarks print figures; they never fail on a target (targets are in docs/performance.md).
+
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { cpus, freemem, hostname, loadavg, release, totalmem } from "node:os";
+import { join } from "node:path";
+import { runCni, type CniResult } from "./cni.ts";
+import {
+  ControlCluster,
+  runControl,
+  runMemory,
+  runStartup,
+  type MemoryResult,
+  type Scenario,
+} from "./control.ts";
+import { runDatapath, type DatapathResult } from "./datapath.ts";
+import { convergenceSvg } from "./svg.ts";
+import { BENCH_DIR, fmtMb, fmtMs, median, REPO } from "./util.ts";
+
+type Section = "control" | "memory" | "cni" | "datapath";
+const SECTIONS: readonly Section[] = ["control", "memory", "cni", "datapath"];
+
+interface Results {
+  date: string;
+  commit: string;
+  machine: Record<string, unknown>;
+  options: { quick: boolean; only: Section[] };
+  startupMs?: number[];
+  control?: Scenario[];
+  memory?: MemoryResult;
+  cni?: CniResult;
+  datapath?: DatapathResult[];
+}
+
+function parseArgs(argv: string[]): { quick: boolean; only: Section[]; cpuProf?: string } {
+  let quick = false;
+  const only: Section[] = [];
+  let cpuProf: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === "--quick") quick = true;
+    else if (a === "--only" || a.startsWith("--only=")) {
+      const v = a.includes("=") ? a.slice(7) : argv[++i];
+      for (const s of (v ?? "").split(",")) {
+        if (!SECTIONS.includes(s as Section)) {
+          throw new Error(`Unknown section ${JSON.stringify(s)}: use one of ${SECTIONS.join(", ")}`);
+        }
+        only.push(s as Section);
+      }
+    } else if (a === "--cpu-prof") cpuProf = argv[++i];
+    else
+      throw new Error(`Unknown argument ${JSON.stringify(a)}: use --quick, --only SECTION, --cpu-prof DIR`);
+  }
+  return { quick, only: only.length > 0 ? only : [...SECTIONS], ...(cpuProf ? { cpuProf } : {}) };
+}
+
+function commit(): string {
+  try {
+    const head = execFileSync("git", ["rev-parse", "HEAD"], { cwd: REPO, encoding: "utf8" }).trim();
+    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+      cwd: REPO,
+      encoding: "utf8",
+    }).trim();
+    return dirty === "" ? head : `${head}+dirty`;
+  } catch {
+    return "unknown";
+  }
+}
+
+function machine(): Record<string, unknown> {
+  return {
+    hostname: hostname(),
+    cpu: cpus()[0]?.model ?? "unknown",
+    cpus: cpus().length,
+    memoryBytes: totalmem(),
+    freeMemoryBytes: freemem(),
+    kernel: release(),
+    node: process.version,
+    loadavgAtStart: loadavg(),
+  };
+}
+
+const log = (s: string): void => void process.stderr.write(`${s}\n`);
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  if (process.getuid?.() !== 0) throw new Error("bench/run.ts needs root (network namespaces)");
+  for (const f of ["flanneld.js", "flannel.js"]) {
+    if (!existsSync(join(REPO, "dist", f)))
+      throw new Error(`dist/${f} is missing: run \`npm run build\` first`);
+  }
+  const res: Results = {
+    date: new Date().toISOString(),
+    commit: commit(),
+    machine: machine(),
+    options: { quick: opts.quick, only: opts.only },
+  };
+  const has = (s: Section): boolean => opts.only.includes(s);
+
+  if (has("control") || has("memory")) {
+    const cluster = await ControlCluster.create("vxlan");
+    if (opts.cpuProf) {
+      mkdirSync(opts.cpuProf, { recursive: true });
+      cluster.cpuProfDir = opts.cpuProf;
+    }
+    try {
+      if (has("control")) {
+        log("control: daemon start → subnet.env");
+        res.startupMs = await runStartup(cluster, opts.quick ? 2 : 5, "vxlan");
+        res.control = [];
+        const plan: [number, string][] = opts.quick
+          ? [
+              [100, "vxlan"],
+              [1000, "vxlan"],
+            ]
+          : [
+              [100, "vxlan"],
+              [1000, "vxlan"],
+              [1000, "host-gw"],
+              [3000, "vxlan"],
+              [10_000, "vxlan"],
+            ];
+        for (const [n, backend] of plan) {
+          log(`control: ${n} leases, ${backend}`);
+          await runControl(cluster, n, backend, (s) => {
+            res.control?.push(s);
+            log(`  ${s.name}: ${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}, cpu ${fmtMs(s.cpuMs)}`);
+          });
+        }
+      }
+      if (has("memory")) {
+        log("memory: RSS idle / 1000 / 10,000 leases");
+        res.memory = await runMemory(cluster, "vxlan", opts.quick);
+      }
+    } finally {
+      await cluster.destroy();
+    }
+  }
+  if (has("cni")) {
+    const pods = opts.quick ? 30 : 100;
+    log(`cni: ADD/DEL of ${pods} pods, ours and bridge alone`);
+    res.cni = await runCni(pods);
+  }
+  if (has("datapath")) {
+    res.datapath = [];
+    for (const backend of ["vxlan", "host-gw", "udp"]) {
+      log(`datapath: ${backend}`);
+      res.datapath.push(await runDatapath(backend, opts.quick ? 3 : 10));
+    }
+  }
+
+  const dir = join(BENCH_DIR, "results");
+  mkdirSync(dir, { recursive: true });
+  const stamp = res.date.replace(/[:.]/g, "-");
+  const jsonFile = join(dir, `${stamp}.json`);
+  writeFileSync(jsonFile, `${JSON.stringify(res, null, 2)}\n`);
+  let svgFile: string | undefined;
+  if (res.control && res.control.length > 0) {
+    svgFile = join(dir, `${stamp}-convergence.svg`);
+    writeFileSync(svgFile, convergenceSvg(res.control, res.date, res.commit));
+  }
+  process.stdout.write(`${formatTable(res)}\n`);
+  log(`wrote ${jsonFile}${svgFile ? ` and ${svgFile}` : ""}`);
+}
+
+/** The results as a Markdown table (what docs/performance.md holds). */
+export function formatTable(r: Results): string {
+  const rows: string[][] = [];
+  const mach = r.machine;
+  const head = `${String(mach.cpus)}× ${String(mach.cpu)}, ${(Number(mach.memoryBytes) / 2 ** 30).toFixed(0)} GB, Linux ${String(mach.kernel)}, Node ${String(mach.node)}, load ${(mach.loadavgAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}`;
+  if (r.startupMs)
+    rows.push(["daemon start → subnet.env written (median)", fmtMs(median(r.startupMs)), "", ""]);
+  for (const s of r.control ?? []) {
+    const label = {
+      cold: "cold start → all routes",
+      batched: "batched add (100/txn) → all routes",
+      "batched-removal": "batched removal (100/txn) → no routes",
+      streamed: "streamed add (single puts) → all routes",
+      "streamed-removal": "streamed removal → no routes",
+    }[s.name];
+    rows.push([
+      `${label}, ${s.leases} leases, ${s.backend}`,
+      `${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}`,
+      s.afterLastWriteMs === undefined ? "" : fmtMs(s.afterLastWriteMs),
+      fmtMs(s.cpuMs),
+    ]);
+  }
+  if (r.memory) {
+    const m = r.memory;
+    rows.push(["flanneld RSS idle", fmtMb(m.idleBytes), "", ""]);
+    rows.push(["flanneld RSS at 1000 leases", fmtMb(m.at1000Bytes), "", ""]);
+    if (m.at10000Bytes !== undefined)
+      rows.push(["flanneld RSS at 10,000 leases", fmtMb(m.at10000Bytes), "", ""]);
+    if (m.bytesPerLease !== undefined) {
+      rows.push([
+        "RSS growth per lease (1000 → 10,000)",
+        `${(m.bytesPerLease / 1024).toFixed(2)} KB`,
+        "",
+        "",
+      ]);
+    }
+  }
+  if (r.cni) {
+    const c = r.cni;
+    const f = (s: { medianMs: number; p99Ms: number }): string => `${fmtMs(s.medianMs)} / ${fmtMs(s.p99Ms)}`;
+    rows.push([
+      `CNI ADD median / p99 (${c.pods} pods): flannel`,
+      f(c.flannelAdd),
+      `bridge alone ${f(c.bridgeAdd)}`,
+      "",
+    ]);
+    rows.push([
+      `CNI DEL median / p99 (${c.pods} pods): flannel`,
+      f(c.flannelDel),
+      `bridge alone ${f(c.bridgeDel)}`,
+      "",
+    ]);
+  }
+  for (const d of r.datapath ?? []) {
+    const g = (bps: number): string => `${(bps / 1e9).toFixed(2)} Gbit/s`;
+    rows.push([
+      `pod→pod TCP, ${d.backend}`,
+      d.error !== undefined ? `failed: ${d.error.split("\n")[0] ?? ""}` : g(d.podToPodBps),
+      d.error !== undefined ? "" : `node→node ${g(d.nodeToNodeBps)}, ratio ${d.ratio.toFixed(2)}`,
+      "",
+    ]);
+  }
+  const lines = [
+    `Machine: ${head}. Date ${r.date}, commit ${r.commit}.`,
+    "",
+    "| measurement | result | after last write / beside | flanneld CPU |",
+    "|---|---|---|---|",
+    ...rows.map((c) => `| ${c.join(" | ")} |`),
+  ];
+  return lines.join("\n");
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exitCode = 1;
+});

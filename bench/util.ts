@@ -1,0 +1,102 @@
+// Small pieces every benchmark section uses: child agents inside namespaces, /proc readings, statistics.
+
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+export const REPO = dirname(BENCH_DIR);
+export const nowMs = (): number => performance.timeOrigin + performance.now();
+
+/** Clock ticks per second of /proc/<pid>/stat (USER_HZ; 100 on every Linux we run on). */
+const CLK_TCK = 100;
+
+/** utime + stime of a process in milliseconds (10 ms resolution); undefined when it is gone. */
+export function cpuMs(pid: number): number | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+/** VmRSS of a process in bytes; undefined when it is gone. */
+export function rssBytes(pid: number): number | undefined {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A bench/agent.ts child running inside a namespace; `call` sends one command and awaits its answer. */
+export class Agent {
+  private readonly child: ChildProcess;
+  private readonly pending: ((v: Record<string, unknown>) => void)[] = [];
+  private stderr = "";
+  private exited = false;
+
+  constructor(ns: string, role: "writer" | "probe") {
+    this.child = spawn(
+      "ip",
+      ["netns", "exec", ns, process.execPath, "--import", "tsx", join(BENCH_DIR, "agent.ts"), role],
+      { stdio: ["pipe", "pipe", "pipe"], cwd: REPO },
+    );
+    createInterface({ input: this.child.stdout as NodeJS.ReadableStream }).on("line", (line) => {
+      this.pending.shift()?.(JSON.parse(line) as Record<string, unknown>);
+    });
+    this.child.stderr?.on("data", (b: Buffer) => (this.stderr = (this.stderr + b.toString()).slice(-4000)));
+    this.child.on("exit", () => {
+      this.exited = true;
+      for (const p of this.pending.splice(0)) p({ error: `agent exited: ${this.stderr}` });
+    });
+  }
+
+  async call(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.exited) throw new Error(`agent exited: ${this.stderr}`);
+    const res = await new Promise<Record<string, unknown>>((resolve) => {
+      this.pending.push(resolve);
+      this.child.stdin?.write(`${JSON.stringify(cmd)}\n`);
+    });
+    if (res.error !== undefined) throw new Error(`agent ${String(cmd.cmd)}: ${String(res.error)}`);
+    return res;
+  }
+
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const done = new Promise<void>((r) => this.child.once("exit", () => r()));
+    this.child.stdin?.end();
+    const timer = setTimeout(() => {
+      if (this.child.pid !== undefined && !this.exited) process.kill(this.child.pid, "SIGKILL");
+    }, 5000);
+    await done;
+    clearTimeout(timer);
+  }
+}
+
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const idx = Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1));
+  return s[idx] as number;
+}
+
+export const median = (v: readonly number[]): number => quantile(v, 0.5);
+
+export function fmtMs(ms: number | undefined): string {
+  if (ms === undefined || Number.isNaN(ms)) return "–";
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  if (ms >= 10) return `${ms.toFixed(0)} ms`;
+  return `${ms.toFixed(1)} ms`;
+}
+
+export function fmtMb(bytes: number | undefined): string {
+  return bytes === undefined ? "–" : `${(bytes / (1024 * 1024)).toFixed(1)} MB`;
+}
+
+export const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
