@@ -165,6 +165,16 @@ export function summarize(findings: readonly Finding[]): string {
   return `${n("fail")} failed, ${n("warn")} warnings, ${n("ok")} ok, ${n("skip")} skipped`;
 }
 
+/** Collects the facts with `deps` and runs every check. */
+export async function runDoctor(
+  flags: DoctorFlags,
+  deps: { kernel: Kernel; commands: CommandRunner },
+  now = new Date(),
+): Promise<{ findings: Finding[]; facts: NodeFacts }> {
+  const facts = await collectNodeFacts(collectOptionsFrom(flags, deps));
+  return { findings: runChecks(facts, now), facts };
+}
+
 /** Runs `flannelctl doctor …`; resolves with the exit code. */
 export async function doctorCommand(
   args: readonly string[],
@@ -189,13 +199,13 @@ export async function doctorCommand(
   const flags = read();
   const { createNetlinkKernel } = await import("../../kernel/netlink/netlink-kernel.ts");
   const kernel = createNetlinkKernel();
-  let facts: NodeFacts;
+  let result: { findings: Finding[]; facts: NodeFacts };
   try {
-    facts = await collectNodeFacts(collectOptionsFrom(flags, { kernel, commands: new ExecCommandRunner() }));
+    result = await runDoctor(flags, { kernel, commands: new ExecCommandRunner() });
   } finally {
     kernel.close();
   }
-  const findings = runChecks(facts);
+  const { findings, facts } = result;
   if (flags.json) {
     io.out(`${JSON.stringify({ summary: summarize(findings), findings, facts }, null, 2)}\n`);
   } else {
