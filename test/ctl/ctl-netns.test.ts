@@ -311,4 +311,46 @@ describe("flannelctl on a namespace cluster", { concurrency: false }, () => {
       rmSync(join(dir, ".."), { recursive: true, force: true });
     }
   });
+
+  it("doctor names flanneld bound to an interface the nodes do not share (multi-NIC host) and the fix", async (t) => {
+    if (!requireRoot(t)) return;
+    const dir = freshDir();
+    const lab = Lab.create(dir);
+    // Each node gets a second NIC, nat0, on a segment of its own (like a VirtualBox NAT NIC: 10.0.<n>.15),
+    // and flanneld is told to use it; the nodes' real shared network stays on eth0.
+    const script = [
+      "set -e",
+      `N=$(ip -o -4 addr show dev eth0 | sed -E 's#.* 192\\.168\\.250\\.([0-9]+)/.*#\\1#')`,
+      "ip link add nat0 type veth peer name nat0p",
+      'ip addr add "10.0.$N.15/24" dev nat0',
+      "ip link set nat0p up",
+      "ip link set nat0 up",
+      `exec ${process.execPath} ${join(ROOT, "bin", "flanneld")} --iface=nat0 "$@"`,
+    ].join("\n");
+    try {
+      await lab.up({
+        prefix: prefix(),
+        nodes: 2,
+        podsPerNode: 0,
+        backend: "vxlan",
+        stateDir: dir,
+        flanneldCmd: ["sh", "-c", script, "sh"],
+      });
+      const plan = lab.layout;
+      const n1 = plan.nodes[0] as NodePlan;
+      const conf1 = join(n1.dir, "net.d");
+      writeConflist(n1, conf1);
+      const r = doctor(n1, conf1, plan.etcdEndpoint);
+      assert.equal(r.code, 1, r.raw);
+      const reach = finding(r.findings, "peer-reachability");
+      assert.equal(reach.status, "fail");
+      assert.equal(reach.evidence.length, 1);
+      assert.match(reach.evidence[0] ?? "", /^ping 10\.0\.12\.15 \(10\.244\.\d+\.0\/24\): no reply$/);
+      assert.match(reach.fix ?? "", /--iface=eth0/);
+      assert.match(reach.fix ?? "", /eth0 192\.168\.250\.11\/24/);
+    } finally {
+      await lab.down();
+      rmSync(join(dir, ".."), { recursive: true, force: true });
+    }
+  });
 });
