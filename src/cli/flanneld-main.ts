@@ -8,6 +8,7 @@ import { runFlanneld, type DaemonDeps } from "../daemon/flanneld.ts";
 import { ExecCommandRunner } from "../kernel/command.ts";
 import { createNetlinkKernel } from "../kernel/netlink/netlink-kernel.ts";
 import { KlogLogger } from "../log/logger.ts";
+import { createMetrics, instrumentKernel, instrumentSubnetManager } from "../metrics/metrics.ts";
 import { EtcdSubnetManager } from "../subnet/etcd/manager.ts";
 import { IptablesManager } from "../traffic/iptables/manager.ts";
 import { NftablesManager } from "../traffic/nftables/manager.ts";
@@ -44,7 +45,9 @@ async function main(): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  const kernel = createNetlinkKernel();
+  // Metrics are served on /metrics of the health server (so only with --healthz-port > 0).
+  const metrics = createMetrics();
+  const kernel = instrumentKernel(createNetlinkKernel(), metrics);
   const commands = new ExecCommandRunner();
   const deps: DaemonDeps = {
     logger,
@@ -53,24 +56,27 @@ async function main(): Promise<number> {
     createSubnetManager: async (o, prev) => {
       if (o.kubeSubnetMgr) {
         const { createKubeSubnetManager } = await import("../subnet/kube/create.ts");
-        return createKubeSubnetManager(o, logger.child("kube.ts"));
+        return instrumentSubnetManager(await createKubeSubnetManager(o, logger.child("kube.ts")), metrics);
       }
-      return new EtcdSubnetManager({
-        endpoints: o.etcdEndpoints,
-        prefix: o.etcdPrefix,
-        keyFile: o.etcdKeyfile,
-        certFile: o.etcdCertfile,
-        caFile: o.etcdCafile,
-        username: o.etcdUsername,
-        password: o.etcdPassword,
-        prevSubnet: prev.subnet,
-        prevIpv6Subnet: prev.ipv6Subnet,
-        renewMarginMin: o.subnetLeaseRenewMargin,
-        logger: logger.child("local_manager.ts"),
-      });
+      return instrumentSubnetManager(
+        new EtcdSubnetManager({
+          endpoints: o.etcdEndpoints,
+          prefix: o.etcdPrefix,
+          keyFile: o.etcdKeyfile,
+          certFile: o.etcdCertfile,
+          caFile: o.etcdCafile,
+          username: o.etcdUsername,
+          password: o.etcdPassword,
+          prevSubnet: prev.subnet,
+          prevIpv6Subnet: prev.ipv6Subnet,
+          renewMarginMin: o.subnetLeaseRenewMargin,
+          logger: logger.child("local_manager.ts"),
+        }),
+        metrics,
+      );
     },
     selectExternalInterface,
-    getBackend,
+    getBackend: (type, d) => getBackend(type, { ...d, metrics }),
     createTrafficManager: (kind) =>
       kind === "iptables"
         ? new IptablesManager({
@@ -84,7 +90,7 @@ async function main(): Promise<number> {
             logger: logger.child("nftables.ts"),
             randomFullyDisable: options.ipMasqFullyRandomDisable,
           }),
-    startHealthz,
+    startHealthz: (o) => startHealthz({ ...o, metrics }),
     startBlackholeRoutes: (o) =>
       startBlackholeRoutes({ ...o, routes: kernel.routes, logger: logger.child("blackhole.ts") }),
   };
