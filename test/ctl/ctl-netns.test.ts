@@ -353,4 +353,67 @@ describe("flannelctl on a namespace cluster", { concurrency: false }, () => {
       rmSync(join(dir, ".."), { recursive: true, force: true });
     }
   });
+
+  it("flanneld serves Prometheus metrics on the health port, counting leases, kernel writes and repairs", async (t) => {
+    if (!requireRoot(t)) return;
+    const dir = freshDir();
+    const lab = Lab.create(dir);
+    const port = 9911;
+    const scrape = (ns: string): string => {
+      const r = inNs(ns, process.execPath, [
+        "-e",
+        `fetch("http://127.0.0.1:${port}/metrics").then(async (r) => process.stdout.write(r.status + "\\n" + (await r.text())))`,
+      ]);
+      return r.stdout;
+    };
+    const value = (text: string, series: string): number => {
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return line === undefined ? NaN : Number(line.slice(series.length + 1));
+    };
+    try {
+      await lab.up({
+        prefix: prefix(),
+        nodes: 2,
+        podsPerNode: 0,
+        backend: "vxlan",
+        stateDir: dir,
+        extraFlanneldArgs: [`--healthz-port=${port}`, "--healthz-ip=127.0.0.1"],
+      });
+      const [n1, n2] = lab.layout.nodes as [NodePlan, NodePlan];
+      let text = "";
+      await waitFor(
+        () => {
+          text = scrape(n1.ns);
+          return text.startsWith("200\n") && value(text, "flannel_leases") === 1;
+        },
+        30_000,
+        "flannel_leases 1 on node1",
+      ).catch(() => assert.fail(`metrics of node1:\n${text}`));
+      assert.ok(value(text, 'flannel_kernel_operations_total{op="fdb.replace"}') >= 1, text);
+      assert.ok(value(text, 'flannel_resync_duration_seconds_count{loop="vxlan"}') >= 1, text);
+      assert.ok(value(text, "flannel_lease_expiry_timestamp_seconds") > Date.now() / 1000, text);
+      assert.ok(value(text, 'flannel_lease_events_total{type="snapshot"}') >= 1, text);
+
+      // Delete the FDB entry for node2 by hand: flanneld notices and repairs it, and counts the repair.
+      const mac2 = (JSON.parse(sh(n2.ns, "ip -json link show flannel.1")) as { address: string }[])[0]
+        ?.address;
+      assert.ok(mac2);
+      sh(n1.ns, `bridge fdb del ${mac2} dev flannel.1 dst ${n2.underlayIp}`);
+      await waitFor(
+        () => {
+          text = scrape(n1.ns);
+          return value(text, 'flannel_repairs_total{kind="fdb"}') >= 1;
+        },
+        30_000,
+        "a counted FDB repair on node1",
+      ).catch(() => assert.fail(`metrics of node1 after deleting the FDB entry:\n${text}`));
+      assert.match(
+        sh(n1.ns, "bridge fdb show dev flannel.1"),
+        new RegExp(`${mac2} dst ${n2.underlayIp.replace(/\./g, "\\.")}`),
+      );
+    } finally {
+      await lab.down();
+      rmSync(join(dir, ".."), { recursive: true, force: true });
+    }
+  });
 });
