@@ -80,6 +80,7 @@ export async function runFlanneld(
   const loops: Promise<unknown>[] = [];
   let ready = false;
   let healthz: { close(): Promise<void> } | undefined;
+  let sm: SubnetManager | undefined;
 
   try {
     const prev: PreviousSubnets = {
@@ -89,7 +90,6 @@ export async function runFlanneld(
       ipv6Subnet: readCidrFromSubnetFile(opts.subnetFile, "FLANNEL_IPV6_SUBNET", log),
     };
 
-    let sm: SubnetManager;
     try {
       sm = await deps.createSubnetManager(opts, prev);
     } catch (err) {
@@ -277,6 +277,7 @@ export async function runFlanneld(
     signal.removeEventListener("abort", stop);
     await Promise.allSettled(loops);
     await healthz?.close();
+    await sm?.close?.();
   }
 }
 

@@ -27,4 +27,6 @@ export interface SubnetManager {
   getStoredMacAddresses(signal: AbortSignal): Promise<{ v4?: string; v6?: string }>;
   /** Public IPs stored for this node (kube: node-public-ip annotations); empty in etcd mode. */
   getStoredPublicIp(signal: AbortSignal): Promise<{ v4?: IpAddr; v6?: IpAddr }>;
+  /** Releases connections (etcd client, watches); the manager is unusable afterwards. */
+  close?(): void | Promise<void>;
 }
