@@ -288,6 +288,7 @@ async function getConfig(
   signal: AbortSignal,
   retryMs: number,
 ): Promise<NetworkConfig | undefined> {
+  let lastHint: string | undefined;
   for (;;) {
     try {
       const config = await sm.getNetworkConfig(signal);
@@ -296,6 +297,10 @@ async function getConfig(
     } catch (err) {
       if (isAbort(err, signal)) return undefined;
       log.error(`Couldn't fetch network config: ${errorMessage(err)}`);
+      // The hint once per kind of failure, not every second.
+      const hint = err instanceof FlannelError ? err.hint : undefined;
+      if (hint !== undefined && hint !== lastHint) log.error(`Hint: ${hint}`);
+      lastHint = hint;
     }
     try {
       await sleep(retryMs, signal);

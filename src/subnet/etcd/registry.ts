@@ -175,6 +175,18 @@ export class EtcdRegistry {
 
   /** An error safe to log: etcd3 messages never carry the password, but make sure of it. */
   private clean(err: unknown): Error {
+    // etcd3 trips a circuit breaker per host after connection failures and then reports only
+    // "Execution prevented because the circuit breaker is open", which tells an operator nothing.
+    if (
+      err instanceof Error &&
+      (err.name === "BrokenCircuitError" || /circuit breaker is open/.test(err.message))
+    ) {
+      return new FlannelError(
+        "EETCDUNREACHABLE",
+        `cannot reach etcd at ${this.opts.endpoints.join(",")}: no endpoint answered`,
+        { hint: "check that etcd is running and that --etcd-endpoints (and TLS/auth flags) are right" },
+      );
+    }
     const msg = redact(errorMessage(err), this.secrets);
     if (err instanceof Error && msg === err.message) return err;
     return new Error(msg);
