@@ -177,7 +177,12 @@ export type KernelEvent =
   | { type: "link-deleted"; index: number; name: string }
   | { type: "link-added"; link: Link }
   | { type: "route-deleted"; route: Route }
-  | { type: "neigh-deleted"; family: Family | "bridge"; linkIndex: number }
+  /**
+   * A neighbour (family 4/6: `ip` is its address, `mac` its lladdr) or an FDB entry (family "bridge": `mac`
+   * is the entry's MAC, `ip` its remote NDA_DST) was deleted. `ip`/`mac` are absent when the kernel did not
+   * say; a listener must then assume any entry on the link may be gone.
+   */
+  | { type: "neigh-deleted"; family: Family | "bridge"; linkIndex: number; ip?: IpAddr; mac?: string }
   /** The notification socket overflowed (ENOBUFS): state may have changed unseen; re-read and reconcile. */
   | { type: "overflow" };
 
@@ -195,6 +200,8 @@ export interface TunDevice {
   readonly name: string;
   /** The non-blocking file descriptor (IFF_TUN | IFF_NO_PI: one raw IP packet per read/write). */
   readonly fd: number;
+  /** Every read and write starts with a struct virtio_net_hdr (opened with `vnetHdr`). */
+  readonly vnetHdr: boolean;
   /** Closes the fd, which removes the device with its addresses and routes. Idempotent. */
   close(): void;
 }
@@ -203,10 +210,21 @@ export interface Tun {
   /**
    * Opens /dev/net/tun non-blocking and attaches a TUN device (IFF_TUN | IFF_NO_PI) named `name`, which may
    * hold `%d` for the kernel to number (upstream's "flannel%d" gives flannel0). The device starts down.
-   * `txQueueLen` sets the packets the kernel queues for the reader before dropping (default 500).
+   * `txQueueLen` sets the packets the kernel queues for the reader before dropping (default 500);
+   * `vnetHdr` adds IFF_VNET_HDR (a virtio_net_hdr before each packet, which lets the reader write GSO
+   * packets).
    */
-  open(name: string, opts?: { txQueueLen?: number }): TunDevice;
+  open(name: string, opts?: { txQueueLen?: number; vnetHdr?: boolean }): TunDevice;
 }
+
+/** One write for `Kernel.batch`: the same request the port method of the same name sends. */
+export type KernelWrite =
+  | { op: "neigh-replace"; neighbour: { linkIndex: number; ip: IpAddr; mac: string } }
+  | { op: "neigh-delete"; neighbour: { linkIndex: number; ip: IpAddr } }
+  | { op: "fdb-replace"; fdb: { linkIndex: number; mac: string; dst: IpAddr } }
+  | { op: "fdb-delete"; fdb: { linkIndex: number; mac: string; dst: IpAddr } }
+  | { op: "route-replace"; route: Route }
+  | { op: "route-delete"; route: Route };
 
 /** All kernel ports together, as the composition root hands them out. */
 export interface Kernel {
@@ -217,6 +235,14 @@ export interface Kernel {
   fdb: Fdb;
   sysctl: Sysctl;
   events: KernelEvents;
+  /**
+   * Applies `writes` in order with the same effect and contracts as calling the port methods one by one
+   * (replaces idempotent, deletes succeed on absence), but lets the adapter send many at once (netlink: many
+   * messages per sendmsg, acks read together). A failed write does not stop the later ones. Returns, per
+   * write, undefined when it succeeded or its KernelError. Optional: callers use `applyWrites()`
+   * (kernel/batch.ts), which falls back to one call per write.
+   */
+  batch?(writes: readonly KernelWrite[]): (KernelError | undefined)[];
 }
 
 export const NUD_PERMANENT = 0x80;

@@ -18,6 +18,7 @@ const O_CLOEXEC = 0x80000;
 const TUNSETIFF = 0x400454ca;
 const IFF_TUN = 0x0001;
 const IFF_NO_PI = 0x1000;
+const IFF_VNET_HDR = 0x4000;
 const IFNAMSIZ = 16;
 const SIOCSIFTXQLEN = 0x8943;
 const AF_INET = 2;
@@ -80,9 +81,10 @@ function setTxQueueLen(c: TunLibc, name: string, len: number): void {
 }
 
 export class KoffiTun implements Tun {
-  open(name: string, opts: { txQueueLen?: number } = {}): TunDevice {
+  open(name: string, opts: { txQueueLen?: number; vnetHdr?: boolean } = {}): TunDevice {
     const c = lib();
-    const ifr = encodeIfreq(name, IFF_TUN | IFF_NO_PI);
+    const vnetHdr = opts.vnetHdr === true;
+    const ifr = encodeIfreq(name, IFF_TUN | IFF_NO_PI | (vnetHdr ? IFF_VNET_HDR : 0));
     const fd = c.open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) throw new KernelError(errnoName(koffi.errno()), "open /dev/net/tun");
     if (c.ioctl(fd, TUNSETIFF, "void *", ifr) < 0) {
@@ -103,6 +105,7 @@ export class KoffiTun implements Tun {
     return {
       name: devName,
       fd,
+      vnetHdr,
       close(): void {
         if (!open) return;
         open = false;

@@ -11,6 +11,8 @@ export interface ProxyWorkerData {
   /** The TUN device's own address (uint32): the source of ICMP answers. */
   tunAddr: number;
   port: MessagePort;
+  /** The TUN fd was opened with IFF_VNET_HDR: every read and write starts with a virtio_net_hdr. */
+  vnetHdr: boolean;
   /** Int32Array: [0] stop flag, [1] message sequence bumped by the main thread. */
   control: SharedArrayBuffer;
   /** Float64Array of STAT_* counters, written only here. */

@@ -11,6 +11,10 @@
 //     datagrams, one inner packet each — on the wire nothing changes, so upstream peers interoperate.
 //   * UDP → TUN: the socket has UDP_GRO (Linux ≥ 5.0): one recvmsg returns a train of datagrams from one
 //     peer with their segment size in a cmsg; each segment is one inner packet, written to the TUN device.
+//   * Into the TUN device: the fd carries virtio_net_hdr (IFF_VNET_HDR), and the TCP segments of one flow
+//     in a GRO train are merged into one GSO packet (tcp-coalesce.ts), so the kernel forwards and delivers
+//     one packet instead of up to 64. Measured on this 2-CPU VM (iperf3 pod→pod TCP): per-packet TUN
+//     writes 0.4–0.8 Gbit/s, with coalescing 0.8–1.1 Gbit/s; upstream's C proxy 0.28–0.43 Gbit/s.
 //   Without GRO support a recvmsg returns one datagram (segment size = its length); if a GSO send is
 //   refused, GSO is switched off and runs are sent one datagram at a time.
 //   Everything else is per packet but cheap: one Map probe for the longest-prefix match, a TTL decrement
@@ -30,6 +34,7 @@ import koffi from "koffi";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 
 import { decrementTtl, ipv4Dst, isIpv4, PeerTable, writeNetUnreachable, type PeerRoute } from "./packet.ts";
+import { TcpCoalescer, VNET_HDR_LEN } from "./tcp-coalesce.ts";
 import { STAT, type ProxyMessage, type ProxyWorkerData } from "./proxy-protocol.ts";
 
 const POLLIN = 0x1;
@@ -60,6 +65,7 @@ interface Libc {
   write: (fd: number, buf: Buffer, len: number) => number;
   sendmsg: (fd: number, msg: unknown, flags: number) => number;
   recvmsg: (fd: number, msg: unknown, flags: number) => number;
+  writev: (fd: number, iov: unknown, n: number) => number;
   setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
 }
 
@@ -71,6 +77,7 @@ function loadLibc(): Libc {
     write: l.func("intptr_t write(int, const void *, size_t)"),
     sendmsg: l.func("intptr_t sendmsg(int, void *, int)"),
     recvmsg: l.func("intptr_t recvmsg(int, void *, int)"),
+    writev: l.func("intptr_t writev(int, void *, int)"),
     setsockopt: l.func("int setsockopt(int, int, int, const void *, uint32_t)"),
   } as Libc;
 }
@@ -119,7 +126,10 @@ function runLoop(data: ProxyWorkerData): string | undefined {
   const rx = allocNative(RX_BYTES);
   const txMsg = allocNative(MSG_BLOCK);
   const rxMsg = allocNative(MSG_BLOCK);
-  const icmp = Buffer.alloc(128);
+  const zeroHdr = allocNative(16);
+  const wv = allocNative(32);
+  const groBuf = allocNative(VNET_HDR_LEN + 2 * PACKET_MAX);
+  const icmp = Buffer.alloc(128 + VNET_HDR_LEN); // zero vnet header, then the ICMP packet
   const wakeBuf = Buffer.alloc(8);
   const pfds = Buffer.alloc(24);
   [data.tunFd, data.udpFd, data.wakeFd].forEach((fd, i) => {
@@ -149,7 +159,11 @@ function runLoop(data: ProxyWorkerData): string | undefined {
   /** The pending run: packets [start, end) of `tx`, all `seg` bytes but maybe the last, to `peer`. */
   let run:
     { peer: PeerRoute; start: number; end: number; seg: number; count: number; short: boolean } | undefined;
-  let txOff = 0;
+  /** Room kept before the first packet so a vnet header can always be read in front of it. */
+  const TX_START = 16;
+  let txOff = TX_START;
+  const vnet = data.vnetHdr;
+  const saved = Buffer.alloc(VNET_HDR_LEN);
 
   const sendOne = (peer: PeerRoute, off: number, len: number, seg: number): boolean => {
     const b = txMsg.buf;
@@ -200,14 +214,22 @@ function runLoop(data: ProxyWorkerData): string | undefined {
     for (; i < BATCH; i++) {
       if (txOff + PACKET_MAX > TX_BYTES) {
         flush();
-        txOff = 0;
+        txOff = TX_START;
       }
       const view = tx.buf.subarray(txOff);
-      const n = c.read(data.tunFd, view, PACKET_MAX);
+      let n: number;
+      if (vnet) {
+        // The vnet header lands on the 10 bytes before the packet (the previous packet's tail): keep them.
+        tx.buf.copy(saved, 0, txOff - VNET_HDR_LEN, txOff);
+        n = c.read(data.tunFd, tx.buf.subarray(txOff - VNET_HDR_LEN), PACKET_MAX) - VNET_HDR_LEN;
+        saved.copy(tx.buf, txOff - VNET_HDR_LEN);
+      } else {
+        n = c.read(data.tunFd, view, PACKET_MAX);
+      }
       if (n < 0) {
         const e = koffi.errno();
         flush();
-        txOff = 0;
+        txOff = TX_START;
         if (e === EAGAIN || e === EINTR) return i;
         return -1;
       }
@@ -220,8 +242,11 @@ function runLoop(data: ProxyWorkerData): string | undefined {
       const peer = table.lookup(ipv4Dst(view));
       if (peer === undefined) {
         bump(STAT.noRoute);
-        const m = writeNetUnreachable(view, n, data.tunAddr, icmp);
-        if (m > 0) c.write(data.tunFd, icmp, m);
+        const m = writeNetUnreachable(view, n, data.tunAddr, icmp.subarray(VNET_HDR_LEN));
+        if (m > 0) {
+          if (vnet) c.write(data.tunFd, icmp, m + VNET_HDR_LEN);
+          else c.write(data.tunFd, icmp.subarray(VNET_HDR_LEN), m);
+        }
         continue;
       }
       if (!decrementTtl(view)) {
@@ -248,11 +273,32 @@ function runLoop(data: ProxyWorkerData): string | undefined {
       txOff += n;
     }
     flush();
-    txOff = 0;
+    txOff = TX_START;
     return i;
   };
 
   // ---------------------------------------------------------------- UDP → TUN
+
+  /** Writes rx[off, off+len) into the TUN device (after a zero vnet header when those are on). */
+  const writeSingle = (off: number, len: number): void => {
+    let r: number;
+    if (vnet) {
+      const b = wv.buf;
+      b.writeBigUInt64LE(zeroHdr.addr, 0);
+      b.writeBigUInt64LE(BigInt(VNET_HDR_LEN), 8);
+      b.writeBigUInt64LE(rx.addr + BigInt(off), 16);
+      b.writeBigUInt64LE(BigInt(len), 24);
+      r = c.writev(data.tunFd, wv.ptr, 2);
+    } else {
+      r = c.write(data.tunFd, rx.buf.subarray(off, off + len), len);
+    }
+    if (r < 0) bump(STAT.sendErrors);
+    else bump(STAT.tunTx);
+  };
+  const gro = new TcpCoalescer(groBuf.buf, writeSingle, (total, segments) => {
+    if (c.write(data.tunFd, groBuf.buf, total) < 0) bump(STAT.sendErrors, segments);
+    else bump(STAT.tunTx, segments);
+  });
 
   /** Moves up to BATCH datagram trains UDP → TUN; returns how many were received. */
   const fromUdp = (): number => {
@@ -284,9 +330,11 @@ function runLoop(data: ProxyWorkerData): string | undefined {
           bump(STAT.ttlExpired);
           continue;
         }
-        if (c.write(data.tunFd, pkt, len) < 0) bump(STAT.sendErrors);
-        else bump(STAT.tunTx);
+        if (vnet && gro.add(pkt, off, len)) continue;
+        if (vnet) gro.flush();
+        writeSingle(off, len);
       }
+      if (vnet) gro.flush();
     }
     return i;
   };

@@ -123,6 +123,8 @@ export interface UdpProxyOptions {
   udpFd: number;
   /** The TUN device's address (uint32), source of ICMP answers. */
   tunAddr: number;
+  /** The TUN fd carries virtio_net_hdr (received TCP is then coalesced into GSO packets). */
+  vnetHdr: boolean;
 }
 
 /**
@@ -163,6 +165,7 @@ export class UdpProxy implements UdpDataPath {
       udpFd: opts.udpFd,
       wakeFd: this.wakeFd,
       tunAddr: opts.tunAddr,
+      vnetHdr: opts.vnetHdr,
       port: channel.port2,
       control: this.control.buffer as SharedArrayBuffer,
       stats: this.counters.buffer as SharedArrayBuffer,

@@ -48,15 +48,16 @@ function lease(subnet: string, publicIp: string, backendType = ""): Lease {
 
 /** A TUN device in the fake kernel: a link that disappears when "closed". */
 class FakeTun implements Tun {
-  opened: { name: string; txQueueLen: number | undefined }[] = [];
+  opened: { name: string; txQueueLen: number | undefined; vnetHdr: boolean | undefined }[] = [];
   closed = 0;
   constructor(private readonly kernel: FakeKernel) {}
-  open(name: string, opts: { txQueueLen?: number } = {}): TunDevice {
-    this.opened.push({ name, txQueueLen: opts.txQueueLen });
+  open(name: string, opts: { txQueueLen?: number; vnetHdr?: boolean } = {}): TunDevice {
+    this.opened.push({ name, txQueueLen: opts.txQueueLen, vnetHdr: opts.vnetHdr });
     this.kernel.addVeth("flannel0", { up: false });
     return {
       name: "flannel0",
       fd: 42,
+      vnetHdr: opts.vnetHdr === true,
       close: () => {
         this.closed++;
         this.kernel.links.delete("flannel0");
@@ -187,10 +188,15 @@ test("udp leases a subnet with the public IP only and sets up flannel0 like upst
       { publicIp: IpAddr.parse("203.0.113.7"), publicIpv6: null, backendType: "" },
     ]);
     assert.equal(rig.net.mtu(), 1472);
-    assert.deepEqual(rig.tun.opened, [{ name: "flannel%d", txQueueLen: 4000 }]);
+    assert.deepEqual(rig.tun.opened, [{ name: "flannel%d", txQueueLen: 4000, vnetHdr: true }]);
     // Listens on the interface address (not the public IP), as upstream.
     assert.deepEqual(rig.sockets, ["192.168.0.1:9999"]);
-    assert.deepEqual(rig.dataPath().opts, { tunFd: 42, udpFd: 7, tunAddr: ipv4ToNumber("10.244.1.0") });
+    assert.deepEqual(rig.dataPath().opts, {
+      tunFd: 42,
+      udpFd: 7,
+      tunAddr: ipv4ToNumber("10.244.1.0"),
+      vnetHdr: true,
+    });
     const dump = rig.kernel.dump();
     assert.match(dump, /^ip link add flannel0 type veth mtu 1472 .* up$/m);
     assert.match(dump, /^ip addr add 10\.244\.1\.0\/32 dev flannel0$/m);

@@ -108,7 +108,7 @@ export function createUdpBackend(deps: BackendDeps, opts: UdpBackendOptions = {}
       const mtu = ext.iface.mtu - UDP_OVERHEAD;
       let tun: TunDevice;
       try {
-        tun = (opts.tun ?? new KoffiTun()).open(TUN_NAME, { txQueueLen: TUN_TX_QUEUE_LEN });
+        tun = (opts.tun ?? new KoffiTun()).open(TUN_NAME, { txQueueLen: TUN_TX_QUEUE_LEN, vnetHdr: true });
       } catch (err) {
         throw new Error(`failed to open TUN device: ${errorMessage(err)}`, { cause: err });
       }
@@ -128,7 +128,10 @@ export function createUdpBackend(deps: BackendDeps, opts: UdpBackendOptions = {}
         network.configure();
         udpFd = (opts.openSocket ?? openUdpSocket)(ext.ifaceAddr, port);
         const start = opts.startDataPath ?? ((o: UdpProxyOptions) => new UdpProxy(o));
-        network.attach(start({ tunFd: tun.fd, udpFd, tunAddr: ipv4Number(lease.subnet.ip) }), udpFd);
+        network.attach(
+          start({ tunFd: tun.fd, udpFd, tunAddr: ipv4Number(lease.subnet.ip), vnetHdr: tun.vnetHdr }),
+          udpFd,
+        );
         return network;
       } catch (err) {
         closeFd(udpFd);
