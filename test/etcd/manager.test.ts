@@ -185,6 +185,93 @@ test("acquireLease: dual stack picks both families and writes a dual-stack key",
   }
 });
 
+test("acquireLease: IPv6-only leases by public IPv6 under a 0.0.0.0-0& key, reuses and watches it", async () => {
+  const prefix = newPrefix(
+    '{ "EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10::/56", "Backend": {"Type": "vxlan"} }',
+  );
+  const v6attrs = (ip: string): LeaseAttrs => ({
+    publicIp: IpAddr.zero(4),
+    publicIpv6: IpAddr.parse(ip),
+    backendType: "vxlan",
+    backendV6Data: '{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}',
+  });
+  const a = manager(prefix);
+  const b = manager(prefix);
+  try {
+    const la = await a.m.acquireLease(v6attrs("fd00::a"), signal());
+    const lb = await b.m.acquireLease(v6attrs("fd00::b"), signal());
+    for (const l of [la, lb]) {
+      assert.equal(l.enableIpv4, false);
+      assert.equal(l.subnet, null);
+      assert.equal(l.enableIpv6, true);
+      assert.ok(l.ipv6Subnet && IpNet.parse("fd00:10::/56").containsNet(l.ipv6Subnet));
+      assert.equal(l.ipv6Subnet.prefixLen, 64);
+    }
+    // Two nodes share PublicIP 0.0.0.0: each must still get its own subnet.
+    assert.notEqual(la.ipv6Subnet?.toString(), lb.ipv6Subnet?.toString());
+    const keys = etcd
+      .etcdctl(["get", `${prefix}/subnets/`, "--prefix", "--keys-only"])
+      .trim()
+      .split(/\n+/);
+    assert.deepEqual(
+      keys.sort(),
+      [la, lb].map((l) => `${prefix}/subnets/0.0.0.0-0&${l.ipv6Subnet?.ip}-64`).sort(),
+    );
+    const value = etcd.etcdctl([
+      "get",
+      `${prefix}/subnets/0.0.0.0-0&${la.ipv6Subnet?.ip}-64`,
+      "--print-value-only",
+    ]);
+    assert.equal(
+      value.trim(),
+      '{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::a","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}',
+    );
+
+    // A restart finds its lease again by public IPv6.
+    const again = await a.m.acquireLease(v6attrs("fd00::a"), signal());
+    assert.equal(again.ipv6Subnet?.toString(), la.ipv6Subnet?.toString());
+    assert.match(
+      a.logger.text(),
+      /Found lease \(ip: 0\.0\.0\.0\/0 ipv6: fd00:10:0:[0-9a-f]+::\/64\) for current IP \(fd00::a\), reusing/,
+    );
+
+    // The watch reports IPv6-only leases without an IPv4 subnet.
+    const ac = new AbortController();
+    const it = a.m.watchLeases(ac.signal)[Symbol.asyncIterator]();
+    const first = (await it.next()).value as LeaseWatchResult[];
+    ac.abort();
+    const snap = first.flatMap((r) => ("snapshot" in r ? r.snapshot : []));
+    assert.equal(snap.length, 2);
+    for (const l of snap) {
+      assert.equal(l.subnet, null);
+      assert.equal(l.enableIpv4, false);
+      assert.equal(l.enableIpv6, true);
+    }
+
+    // The renewal re-puts the same key.
+    await a.m.renewLease(again);
+    assert.ok(again.expiration && again.expiration.getTime() > Date.now() + 23 * 3600_000);
+  } finally {
+    a.m.close();
+    b.m.close();
+  }
+});
+
+test("acquireLease: IPv6-only reuses the previous FLANNEL_IPV6_SUBNET", async () => {
+  const prefix = newPrefix('{ "EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10::/56" }');
+  const { m, logger } = manager(prefix, { prevIpv6Subnet: IpNet.parse("fd00:10:0:7::/64") });
+  try {
+    const l = await m.acquireLease(
+      { publicIp: IpAddr.zero(4), publicIpv6: IpAddr.parse("fd00::7"), backendType: "host-gw" },
+      signal(),
+    );
+    assert.equal(l.ipv6Subnet?.toString(), "fd00:10:0:7::/64");
+    assert.match(logger.text(), /Found previously leased subnet \(fd00:10:0:7::\/64\), reusing/);
+  } finally {
+    m.close();
+  }
+});
+
 test("TestConfigChanged: a lease outside a changed network is deleted and a new one allocated", async () => {
   const prefix = newPrefix('{ "Network": "10.3.0.0/16" }');
   const { m, logger } = manager(prefix);

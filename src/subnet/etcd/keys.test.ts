@@ -6,6 +6,7 @@ import {
   decodeLeaseAttrs,
   encodeLeaseAttrs,
   goCompactJson,
+  isIpv6OnlyKey,
   joinKey,
   makeSubnetKey,
   parseSubnetKey,
@@ -25,6 +26,21 @@ test("parseSubnetKey: dual-stack key round-trips (TestSubnetNodev6)", () => {
   assert.equal(k.subnet.toString(), "10.12.13.0/24");
   assert.equal(k.ipv6Subnet?.toString(), "fd00:12:13::/56");
   assert.equal(makeSubnetKey(k.subnet, k.ipv6Subnet), "10.12.13.0-24&fd00:12:13::-56");
+});
+
+test("IPv6-only keys use upstream's empty IPv4 form 0.0.0.0-0 and round-trip", () => {
+  const v6 = IpNet.parse("fd00:12:13::/64");
+  assert.equal(makeSubnetKey(null, v6), "0.0.0.0-0&fd00:12:13::-64");
+  const k = parseSubnetKey("/coreos.com/network/subnets/0.0.0.0-0&fd00:12:13::-64");
+  assert.ok(k);
+  assert.equal(isIpv6OnlyKey(k), true);
+  assert.equal(k.ipv6Subnet?.toString(), "fd00:12:13::/64");
+  const dual = parseSubnetKey("10.12.13.0-24&fd00:12:13::-64");
+  assert.ok(dual);
+  assert.equal(isIpv6OnlyKey(dual), false);
+  const v4 = parseSubnetKey("0.0.0.0-0");
+  assert.ok(v4);
+  assert.equal(isIpv6OnlyKey(v4), false); // no IPv6 part: not an IPv6-only lease
 });
 
 test("parseSubnetKey: full etcd keys parse by their last element", () => {

@@ -23,8 +23,14 @@ import type { LeaseAttrs } from "../../lease/lease.ts";
 const SUBNET_KEY_RE = /(\d+\.\d+.\d+.\d+)-(\d+)(?:&([a-f\d:]+)-(\d+))?$/;
 
 export interface SubnetKey {
+  /** 0.0.0.0/0 in an IPv6-only key (`0.0.0.0-0&…`); see isIpv6OnlyKey. */
   subnet: IpNet;
   ipv6Subnet: IpNet | null;
+}
+
+/** True for the key of an IPv6-only lease: upstream writes its empty IPv4 subnet as `0.0.0.0-0`. */
+export function isIpv6OnlyKey(k: SubnetKey): boolean {
+  return k.ipv6Subnet !== null && k.subnet.prefixLen === 0 && k.subnet.ip.value === 0n;
 }
 
 /** Go strconv.ParseUint(s, 10, bits): digits only (the regex guarantees it), value < 2^bits. */
@@ -51,9 +57,12 @@ export function parseSubnetKey(key: string): SubnetKey | null {
   return { subnet, ipv6Subnet };
 }
 
-/** The key element for a lease: `10.5.52.0-24`, or `10.12.13.0-24&fd00:12:13::-56` with an IPv6 subnet. */
-export function makeSubnetKey(subnet: IpNet, ipv6Subnet: IpNet | null): string {
-  const v4 = `${subnet.ip.toString()}-${subnet.prefixLen}`;
+/**
+ * The key element for a lease: `10.5.52.0-24`, or `10.12.13.0-24&fd00:12:13::-56` with an IPv6 subnet. An
+ * IPv6-only lease (subnet null) gets upstream's form for an empty IPv4 subnet, `0.0.0.0-0&fd00:12:13::-56`.
+ */
+export function makeSubnetKey(subnet: IpNet | null, ipv6Subnet: IpNet | null): string {
+  const v4 = subnet === null ? "0.0.0.0-0" : `${subnet.ip.toString()}-${subnet.prefixLen}`;
   return ipv6Subnet === null ? v4 : `${v4}&${ipv6Subnet.ip.toString()}-${ipv6Subnet.prefixLen}`;
 }
 

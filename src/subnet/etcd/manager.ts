@@ -7,6 +7,10 @@
 //   the config (else deleted); (2) the previous subnet from subnet.env is reused if free and compatible;
 //   (3) otherwise a subnet is picked uniformly at random among the first 100 free ones (IPv6 independently).
 //   Creation is a `Version == 0` transaction; losing the race retries, at most 10 times.
+// - IPv6-only (EnableIPv4 false): the key is upstream's `0.0.0.0-0&<v6>-<len>`, the lease has no IPv4
+//   subnet, and a node finds its own lease by PublicIPv6 (every IPv6-only lease has PublicIP 0.0.0.0, so
+//   matching by PublicIP as upstream does would hand one node's lease to the next). The previous subnet is
+//   FLANNEL_IPV6_SUBNET.
 // - Difference from upstream: acquireLease does not give up when etcd is unreachable; it logs and retries
 //   (1 s, doubling to 10 s) until etcd answers or the signal aborts, so nodes can start before etcd.
 //   Errors that retrying cannot fix (bad config, out of subnets, auth) still throw.
@@ -83,6 +87,7 @@ const fmtNet = (n: IpNet | null, family: 4 | 6): string =>
   n?.toString() ?? (family === 4 ? "0.0.0.0/0" : "::/0");
 
 function isSubnetConfigCompat(cfg: NetworkConfig, sn: IpNet | null): boolean {
+  if (!cfg.enableIpv4) return sn === null;
   if (sn === null || cfg.subnetMin === null || cfg.subnetMax === null) return false;
   if (sn.ip.compare(cfg.subnetMin) < 0 || sn.ip.compare(cfg.subnetMax) > 0) return false;
   return sn.prefixLen === cfg.subnetLen;
@@ -120,7 +125,8 @@ export function freeSubnets(
 
 /** True for errors that waiting cannot fix (bad config, full network, auth). */
 function isPermanent(err: unknown): boolean {
-  if (err instanceof FlannelError) return err.code !== "ESUBNETEXISTS";
+  // An unreachable etcd is a FlannelError too (it names the endpoints), but waiting is exactly what fixes it.
+  if (err instanceof FlannelError) return err.code !== "ESUBNETEXISTS" && err.code !== "EETCDUNREACHABLE";
   return (
     err instanceof EtcdAuthenticationFailedError ||
     err instanceof EtcdPermissionDeniedError ||
@@ -200,38 +206,53 @@ export class EtcdSubnetManager implements SubnetManager {
   /** One attempt; null when another node created the chosen key first (try again). */
   private async tryAcquireLease(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease | null> {
     const extIp = attrs.publicIp;
+    const v6only = !cfg.enableIpv4;
+    const ownIp = v6only ? attrs.publicIpv6 : extIp;
+    if (ownIp === null) {
+      throw new FlannelError(
+        "ENOPUBLICIP",
+        "Cannot lease an IPv6-only subnet without a public IPv6 address",
+        {
+          hint: "give the node an IPv6 address on its external interface or pass --public-ipv6",
+        },
+      );
+    }
+    const isMine = (a: LeaseAttrs): boolean =>
+      v6only ? a.publicIpv6 !== null && a.publicIpv6.equals(ownIp) : a.publicIp.equals(ownIp);
     // Only the lease this node may reuse needs its expiration (null = a reservation, re-put without TTL);
     // the others are only checked for overlap, so their TTLs are not looked up (one RPC each).
     const { leases } = await this.registry.getSubnets({
       ttlOf: (kv) => {
         const a = decodeLeaseAttrs(kv.value);
-        return a.ok && a.value.publicIp.equals(extIp);
+        return a.ok && isMine(a.value);
       },
     });
 
-    const mine = leases.find((l) => l.attrs.publicIp.equals(extIp));
+    const mine = leases.find((l) => isMine(l.attrs) && (l.subnet === null) === v6only);
     if (mine !== undefined) {
       if (isSubnetConfigCompat(cfg, mine.subnet) && isIpv6SubnetConfigCompat(cfg, mine.ipv6Subnet)) {
         this.log.info(
-          `Found lease (ip: ${fmtNet(mine.subnet, 4)} ipv6: ${fmtNet(mine.ipv6Subnet, 6)}) for current IP (${extIp.toString()}), reusing`,
+          `Found lease (ip: ${fmtNet(mine.subnet, 4)} ipv6: ${fmtNet(mine.ipv6Subnet, 6)}) for current IP (${ownIp.toString()}), reusing`,
         );
         const ttl = mine.expiration === null ? 0 : SUBNET_TTL_SEC;
-        const exp = await this.registry.updateSubnet(mine.subnet as IpNet, mine.ipv6Subnet, attrs, ttl);
+        const exp = await this.registry.updateSubnet(mine.subnet, mine.ipv6Subnet, attrs, ttl);
         return { ...mine, attrs, expiration: exp };
       }
       this.log.info(
-        `Found lease (subnet: ${fmtNet(mine.subnet, 4)} ipv6: ${fmtNet(mine.ipv6Subnet, 6)}) for current IP (${extIp.toString()}) but not compatible with current config, deleting`,
+        `Found lease (subnet: ${fmtNet(mine.subnet, 4)} ipv6: ${fmtNet(mine.ipv6Subnet, 6)}) for current IP (${ownIp.toString()}) but not compatible with current config, deleting`,
       );
-      await this.registry.deleteSubnet(mine.subnet as IpNet, mine.ipv6Subnet);
+      await this.registry.deleteSubnet(mine.subnet, mine.ipv6Subnet);
     }
 
     let sn: IpNet | null = null;
     let sn6: IpNet | null = null;
-    const prev = this.opts.prevSubnet;
-    if (prev !== null && !leases.some((l) => l.subnet !== null && l.subnet.equals(prev))) {
-      if (isSubnetConfigCompat(cfg, prev) && isIpv6SubnetConfigCompat(cfg, this.opts.prevIpv6Subnet)) {
+    const prev = v6only ? this.opts.prevIpv6Subnet : this.opts.prevSubnet;
+    const held = (l: Lease): IpNet | null => (v6only ? l.ipv6Subnet : l.subnet);
+    if (prev !== null && !leases.some((l) => held(l)?.equals(prev) === true)) {
+      const prev4 = v6only ? null : prev;
+      if (isSubnetConfigCompat(cfg, prev4) && isIpv6SubnetConfigCompat(cfg, this.opts.prevIpv6Subnet)) {
         this.log.info(`Found previously leased subnet (${prev.toString()}), reusing`);
-        sn = prev;
+        sn = prev4;
         sn6 = this.opts.prevIpv6Subnet;
       } else {
         this.log.error(
@@ -240,7 +261,7 @@ export class EtcdSubnetManager implements SubnetManager {
       }
     }
 
-    if (sn === null) [sn, sn6] = this.allocateSubnet(cfg, leases);
+    if (sn === null && sn6 === null) [sn, sn6] = this.allocateSubnet(cfg, leases);
 
     let exp: Date;
     try {
@@ -250,10 +271,10 @@ export class EtcdSubnetManager implements SubnetManager {
       throw err;
     }
     this.log.info(
-      `Allocated lease (ip: ${fmtNet(sn, 4)} ipv6: ${fmtNet(sn6, 6)}) to current node (${extIp.toString()}) `,
+      `Allocated lease (ip: ${fmtNet(sn, 4)} ipv6: ${fmtNet(sn6, 6)}) to current node (${ownIp.toString()}) `,
     );
     return {
-      enableIpv4: true,
+      enableIpv4: sn !== null,
       enableIpv6: sn6 !== null,
       subnet: sn,
       ipv6Subnet: sn6,
@@ -263,8 +284,9 @@ export class EtcdSubnetManager implements SubnetManager {
     };
   }
 
-  private allocateSubnet(cfg: NetworkConfig, leases: readonly Lease[]): [IpNet, IpNet | null] {
+  private allocateSubnet(cfg: NetworkConfig, leases: readonly Lease[]): [IpNet | null, IpNet | null] {
     const { subnetMin, subnetMax } = cfg;
+    if (!cfg.enableIpv4) return [null, this.allocateIpv6Only(cfg, leases)];
     if (subnetMin === null || subnetMax === null) {
       throw new FlannelError("ENOCONFIG", "Network config has no IPv4 subnet range", {
         hint: "set Network in the flannel config (etcd mode needs an IPv4 network)",
@@ -301,9 +323,34 @@ export class EtcdSubnetManager implements SubnetManager {
     return [pick(free4), v6 ? pick(free6) : null];
   }
 
+  /** IPv6-only allocation: the same first-100-free, uniformly random pick over the IPv6 range. */
+  private allocateIpv6Only(cfg: NetworkConfig, leases: readonly Lease[]): IpNet {
+    const { ipv6SubnetMin: min, ipv6SubnetMax: max } = cfg;
+    if (min === null || max === null) {
+      throw new FlannelError("ENOCONFIG", "Network config has no IPv6 subnet range", {
+        hint: "set IPv6Network in the flannel config",
+      });
+    }
+    this.log.info(`Picking ipv6 subnet in range ${min.toString()} ... ${max.toString()}`);
+    const free6 = freeSubnets(
+      min,
+      max,
+      cfg.ipv6SubnetLen,
+      leases.map((l) => l.ipv6Subnet),
+    );
+    const pick = free6[Math.min(free6.length - 1, Math.floor(this.random() * free6.length))];
+    if (pick === undefined) {
+      throw new FlannelError("EOUTOFSUBNETS", "out of subnets", {
+        hint: "enlarge IPv6Network or IPv6SubnetMin..IPv6SubnetMax, or delete stale leases under <prefix>/subnets",
+      });
+    }
+    return pick;
+  }
+
   /** Re-puts the lease with a new 24 h etcd lease (upstream RenewLease); updates `lease.expiration`. */
   async renewLease(lease: Lease): Promise<void> {
-    if (lease.subnet === null) throw new Error("Cannot renew a lease without an IPv4 subnet");
+    if (lease.subnet === null && lease.ipv6Subnet === null)
+      throw new Error("Cannot renew a lease without a subnet");
     lease.expiration = await this.registry.updateSubnet(
       lease.subnet,
       lease.ipv6Subnet,
@@ -318,7 +365,9 @@ export class EtcdSubnetManager implements SubnetManager {
   }
 
   async completeLease(lease: Lease, signal: AbortSignal): Promise<"interrupted" | "revoked"> {
-    if (lease.subnet === null) throw new Error("Cannot complete a lease without an IPv4 subnet");
+    if (lease.subnet === null && lease.ipv6Subnet === null) {
+      throw new Error("Cannot complete a lease without a subnet");
+    }
     const marginMs = this.opts.renewMarginMin * 60_000;
     const inner = new AbortController();
     const onAbort = (): void => inner.abort(signal.reason);
@@ -338,11 +387,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
     const watch = (async (): Promise<void> => {
       try {
-        for await (const batch of this.registry.watchSubnet(
-          inner.signal,
-          lease.subnet as IpNet,
-          lease.ipv6Subnet,
-        )) {
+        for await (const batch of this.registry.watchSubnet(inner.signal, lease.subnet, lease.ipv6Subnet)) {
           for (const r of batch) {
             const events =
               "snapshot" in r

@@ -26,7 +26,14 @@ import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult } from "../../leas
 import type { Logger } from "../../log/logger.ts";
 import { FlannelError, errorMessage, redact } from "../../errors.ts";
 import { sleep } from "../../util/sleep.ts";
-import { decodeLeaseAttrs, encodeLeaseAttrs, joinKey, makeSubnetKey, parseSubnetKey } from "./keys.ts";
+import {
+  decodeLeaseAttrs,
+  encodeLeaseAttrs,
+  isIpv6OnlyKey,
+  joinKey,
+  makeSubnetKey,
+  parseSubnetKey,
+} from "./keys.ts";
 
 /** Upstream's errConfigNotFound text, verbatim. */
 export const CONFIG_NOT_FOUND =
@@ -254,10 +261,13 @@ export class EtcdRegistry {
     if (sk === null) return `failed to parse subnet key ${key}`;
     const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
     if (!attrs.ok) return `${key}: ${attrs.error}`;
+    // An IPv6-only lease carries no IPv4 subnet (its key says `0.0.0.0-0`); upstream forces EnableIPv4 on
+    // every watched lease, which backends then skip because they have no IPv4 device.
+    const v6only = isIpv6OnlyKey(sk);
     return {
-      enableIpv4: true,
+      enableIpv4: !v6only,
       enableIpv6: sk.ipv6Subnet !== null,
-      subnet: sk.subnet,
+      subnet: v6only ? null : sk.subnet,
       ipv6Subnet: sk.ipv6Subnet,
       attrs: attrs.value,
       expiration: await this.knownExpiration(kv.lease, known),
@@ -314,7 +324,7 @@ export class EtcdRegistry {
 
   /** One lease (null when absent) and the revision of the read. */
   async getSubnet(
-    subnet: IpNet,
+    subnet: IpNet | null,
     ipv6Subnet: IpNet | null,
   ): Promise<{ lease: Lease | null; revision: number }> {
     const key = this.subnetKey(subnet, ipv6Subnet);
@@ -327,7 +337,7 @@ export class EtcdRegistry {
     return { lease: l, revision };
   }
 
-  subnetKey(subnet: IpNet, ipv6Subnet: IpNet | null): string {
+  subnetKey(subnet: IpNet | null, ipv6Subnet: IpNet | null): string {
     return joinKey(this.subnetsKey, makeSubnetKey(subnet, ipv6Subnet));
   }
 
@@ -349,7 +359,7 @@ export class EtcdRegistry {
    * of `ttlSec`. Throws SubnetExistsError when someone else holds the key. Returns the expiration.
    */
   async createSubnet(
-    subnet: IpNet,
+    subnet: IpNet | null,
     ipv6Subnet: IpNet | null,
     attrs: LeaseAttrs,
     ttlSec: number,
@@ -385,7 +395,7 @@ export class EtcdRegistry {
    * as upstream). `ttlSec` 0 puts it without a lease (a reservation) and returns null.
    */
   async updateSubnet(
-    subnet: IpNet,
+    subnet: IpNet | null,
     ipv6Subnet: IpNet | null,
     attrs: LeaseAttrs,
     ttlSec: number,
@@ -407,7 +417,7 @@ export class EtcdRegistry {
   }
 
   /** Deletes the lease key; succeeds when it is already gone. */
-  async deleteSubnet(subnet: IpNet, ipv6Subnet: IpNet | null): Promise<void> {
+  async deleteSubnet(subnet: IpNet | null, ipv6Subnet: IpNet | null): Promise<void> {
     const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
     await this.call(() => this.client.kv.deleteRange({ key }, this.callOpts()));
   }
@@ -433,7 +443,7 @@ export class EtcdRegistry {
   /** Like watchSubnets, for one lease key (the snapshot holds that lease, or nothing when absent). */
   watchSubnet(
     signal: AbortSignal,
-    subnet: IpNet,
+    subnet: IpNet | null,
     ipv6Subnet: IpNet | null,
     since?: number,
   ): AsyncIterable<LeaseWatchResult[]> {
@@ -581,10 +591,11 @@ export class EtcdRegistry {
         this.log.error(`error parsing etcd event: ${ev.type} ${JSON.stringify(key)}: not a subnet, skipping`);
         continue;
       }
+      const v6only = isIpv6OnlyKey(sk);
       const base = {
-        enableIpv4: true,
+        enableIpv4: !v6only,
         enableIpv6: sk.ipv6Subnet !== null,
-        subnet: sk.subnet,
+        subnet: v6only ? null : sk.subnet,
         ipv6Subnet: sk.ipv6Subnet,
         asof: Number(ev.kv.mod_revision),
       };
