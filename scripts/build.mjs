@@ -9,6 +9,8 @@ const entries = [
   { entry: "src/cni/main.ts", out: "dist/flannel.js", external: false },
   { entry: "src/cli/flannelctl-main.ts", out: "dist/flannelctl.js", external: true },
   { entry: "src/cli/install-conf-main.ts", out: "dist/install-conf.js", external: false },
+  // The udp backend's data path runs in a worker thread loaded from beside the flanneld bundle.
+  { entry: "src/backend/udp/proxy-worker.ts", out: "dist/proxy-worker.js", external: true },
 ];
 
 for (const e of entries) {
