@@ -561,3 +561,22 @@ test("config errors keep upstream's texts", async () => {
     await api.close();
   }
 });
+
+test("aborting create() while it waits for the node list rejects with the abort, not a sync error", async () => {
+  const api = await FakeKubeApi.start();
+  try {
+    api.forbid("list", "nodes"); // the first list never succeeds, so create() keeps waiting
+    const ac = new AbortController();
+    const reason = new Error("received SIGTERM");
+    const creating = KubeSubnetManager.create(options(api, { syncTimeoutMs: 60_000 }), ac.signal);
+    await waitFor(
+      () => api.requests.some((r) => r.method === "GET" && r.path === "/api/v1/nodes"),
+      10_000,
+      "the first node list",
+    );
+    ac.abort(reason);
+    await assert.rejects(creating, (err: unknown) => err === reason);
+  } finally {
+    await api.close();
+  }
+});

@@ -285,6 +285,12 @@ export class KubeSubnetManager implements SubnetManager {
     const timeoutMs = opts.syncTimeoutMs ?? 10 * 60 * 1000;
     log.info(`Waiting ${formatGoDuration(timeoutMs)} for node controller to sync`);
     const ok = await m.waitFor(() => m.synced, timeoutMs, m.stop.signal);
+    if (!ok && signal?.aborted === true) {
+      // Shut down (SIGTERM) while waiting: not a sync failure, so no "deadline exceeded" error.
+      m.close();
+      await m.informerDone;
+      throw signal.reason;
+    }
     if (!ok) {
       if (opts.env["CONT_WHEN_CACHE_NOT_READY"] === "true") {
         log.warn("Timed out waiting for node controller sync. Continuing anyway.");
