@@ -56,7 +56,11 @@ async function main(): Promise<number> {
     createSubnetManager: async (o, prev) => {
       if (o.kubeSubnetMgr) {
         const { createKubeSubnetManager } = await import("../subnet/kube/create.ts");
-        return instrumentSubnetManager(await createKubeSubnetManager(o, logger.child("kube.ts")), metrics);
+        // The root signal lets SIGTERM end the (up to 10 min) wait for the node informer's first list.
+        return instrumentSubnetManager(
+          await createKubeSubnetManager(o, logger.child("kube.ts"), { signal: ac.signal }),
+          metrics,
+        );
       }
       return instrumentSubnetManager(
         new EtcdSubnetManager({

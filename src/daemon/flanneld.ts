@@ -93,6 +93,7 @@ export async function runFlanneld(
     try {
       sm = await deps.createSubnetManager(opts, prev);
     } catch (err) {
+      if (inner.signal.aborted) return 0; // stopped while connecting (e.g. waiting for the node list)
       log.error(`Failed to create SubnetManager: ${errorMessage(err)}`);
       logHint(log, err);
       return 1;
@@ -318,8 +319,16 @@ function brNetfilterMissing(kernel: Kernel, config: NetworkConfig): string | und
   return paths.find((p) => kernel.sysctl.get(p) === undefined);
 }
 
+/** Logs the operator hint of `err` or of the first error in its cause chain that has one. */
 function logHint(log: Logger, err: unknown): void {
-  if (err instanceof FlannelError && err.hint) log.error(`Hint: ${err.hint}`);
+  // Backends wrap the subnet manager's errors ("failed to acquire lease: …") in plain Errors; the hint
+  // (e.g. how to assign a podCIDR) lives on the cause.
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 10; e = e.cause, depth++) {
+    if (e instanceof FlannelError && e.hint) {
+      log.error(`Hint: ${e.hint}`);
+      return;
+    }
+  }
 }
 
 /** Parses --public-ip style values for callers that need an IpAddr (undefined when empty). */
