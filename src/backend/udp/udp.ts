@@ -168,6 +168,7 @@ export class UdpNetwork implements Network, ReconcileTarget {
       target: this,
       kernel: opts.deps.kernel,
       logger: opts.logger,
+      ...(opts.deps.metrics === undefined ? {} : { metrics: opts.deps.metrics, loop: "udp" }),
       checkMs: opts.checkMs ?? 10_000,
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });
