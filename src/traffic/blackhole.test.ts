@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { IpNet } from "../ip/net.ts";
+import { IfAddr, IpNet } from "../ip/net.ts";
 import { FakeKernel } from "../kernel/fake-kernel.ts";
 import { MemoryLogger } from "../log/logger.ts";
-import { ensureBlackholeRoutes, startBlackholeRoutes } from "./blackhole.ts";
+import { BLACKHOLE_METRIC, ensureBlackholeRoutes, startBlackholeRoutes } from "./blackhole.ts";
 
 const blackholes = (k: FakeKernel): string[] =>
   k
@@ -28,6 +28,20 @@ test("ensureBlackholeRoutes adds one blackhole route per subnet, once", () => {
     ["fd00:10:244:3::/64"],
   );
   assert.equal(blackholes(k).length, 2);
+});
+
+test("the blackhole route never displaces the connected route of a bridge holding the subnet", () => {
+  const k = new FakeKernel();
+  const subnet = IpNet.parse("10.244.3.0/24");
+  const cni0 = k.links.addBridge("cni0");
+  k.links.setUp("cni0");
+  k.addrs.add(cni0.index, IfAddr.parse("10.244.3.1/24"));
+  ensureBlackholeRoutes(k.routes, [subnet]);
+  const routes = k.routes.list({ family: 4 }).filter((r) => r.dst?.equals(subnet) === true);
+  assert.deepEqual(routes.map((r) => [r.type ?? "unicast", r.metric]).sort(), [
+    ["blackhole", BLACKHOLE_METRIC],
+    ["unicast", 0],
+  ]);
 });
 
 test("the loop restores a deleted blackhole route and logs failures with upstream's text", async () => {
