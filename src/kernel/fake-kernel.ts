@@ -18,6 +18,7 @@
 
 import { IpAddr, type Family } from "../ip/addr.ts";
 import { IfAddr, IpNet } from "../ip/net.ts";
+import { applyWrite } from "./batch.ts";
 import {
   IFA_F_PERMANENT,
   KernelError,
@@ -33,6 +34,7 @@ import {
   type Kernel,
   type KernelEvent,
   type KernelEvents,
+  type KernelWrite,
   type Link,
   type Links,
   type Neighbour,
@@ -112,6 +114,8 @@ export class FakeKernel implements Kernel {
   readonly events: KernelEvents;
   /** Every successful mutation, as an iproute2-like line, in order. */
   readonly log: string[] = [];
+  /** The size of each `batch()` call, in order (tests check that writes were batched). */
+  readonly batches: number[] = [];
 
   private nextIndex = 1;
   private readonly linkTable = new Map<number, Link>();
@@ -150,6 +154,20 @@ export class FakeKernel implements Kernel {
         signal.addEventListener("abort", () => this.subscribers.delete(sub), { once: true });
       },
     };
+  }
+
+  /** One write after another through the port methods (what the netlink batch must be equivalent to). */
+  batch(writes: readonly KernelWrite[]): (KernelError | undefined)[] {
+    this.batches.push(writes.length);
+    return writes.map((w) => {
+      try {
+        applyWrite(this, w);
+        return undefined;
+      } catch (err) {
+        if (err instanceof KernelError) return err;
+        throw err;
+      }
+    });
   }
 
   // ---------------------------------------------------------------- test helpers
@@ -718,9 +736,15 @@ export class FakeKernel implements Kernel {
         const link = this.mustByIndex(n.linkIndex, op);
         const i = this.neighTable.findIndex((x) => x.linkIndex === n.linkIndex && x.ip.equals(n.ip));
         if (i === -1) return;
-        this.neighTable.splice(i, 1);
+        const gone = this.neighTable.splice(i, 1)[0]!;
         this.log.push(`ip neigh del ${n.ip.toString()} dev ${link.name}`);
-        this.emit({ type: "neigh-deleted", family: n.ip.family, linkIndex: n.linkIndex });
+        this.emit({
+          type: "neigh-deleted",
+          family: n.ip.family,
+          linkIndex: n.linkIndex,
+          ip: gone.ip,
+          mac: gone.mac,
+        });
       },
     };
   }
@@ -756,7 +780,7 @@ export class FakeKernel implements Kernel {
         if (i === -1) return;
         this.fdbTable.splice(i, 1);
         this.log.push(`bridge fdb del ${mac} dev ${link.name} dst ${e.dst.toString()} self`);
-        this.emit({ type: "neigh-deleted", family: "bridge", linkIndex: e.linkIndex });
+        this.emit({ type: "neigh-deleted", family: "bridge", linkIndex: e.linkIndex, ip: e.dst, mac });
       },
     };
   }

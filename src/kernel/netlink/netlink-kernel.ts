@@ -27,6 +27,7 @@ import {
   type Kernel,
   type KernelEvent,
   type KernelEvents,
+  type KernelWrite,
   type Link,
   type Links,
   type Neighbour,
@@ -43,6 +44,15 @@ import * as nl from "./codec.ts";
 import { NetlinkSocket } from "./socket.ts";
 
 const RTPROT_BOOT = 3;
+
+/** One rtnetlink write request; `okErrnos` are the errnos that mean "already absent" for a delete. */
+interface WriteReq {
+  type: number;
+  flags: number;
+  body: Buffer;
+  op: string;
+  okErrnos?: readonly string[];
+}
 
 function afOf(family: Family): number {
   return family === 4 ? nl.AF_INET : nl.AF_INET6;
@@ -386,22 +396,8 @@ export class NetlinkKernel implements Kernel {
         }
         return out;
       },
-      // ip route replace ...
-      replace: (r) =>
-        this.sock.request(
-          nl.RTM_NEWROUTE,
-          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
-          this.routeMsg(r, false),
-          `replace route ${routeText(r)}`,
-        ),
-      delete: (r) => {
-        try {
-          this.sock.request(nl.RTM_DELROUTE, 0, this.routeMsg(r, true), `delete route ${routeText(r)}`);
-        } catch (err) {
-          if (err instanceof KernelError && err.errno === "ESRCH") return;
-          throw err;
-        }
-      },
+      replace: (r) => this.send(this.writeReq({ op: "route-replace", route: r })),
+      delete: (r) => this.send(this.writeReq({ op: "route-delete", route: r })),
       // ip route get DST
       get: (dst) => {
         const body = nl.encodeRtMsg(
@@ -424,6 +420,85 @@ export class NetlinkKernel implements Kernel {
         return r;
       },
     };
+  }
+
+  /**
+   * The request for one write, as iproute2 sends it:
+   * `ip route replace|del ...`, `ip neigh replace IP lladdr MAC dev IDX nud permanent` / `ip neigh del`,
+   * `bridge fdb replace MAC dev IDX dst IP self permanent` / `bridge fdb del`. Deletes list the errno that
+   * means "already absent" (ESRCH for routes, ENOENT for neighbours and FDB entries) as success.
+   */
+  private writeReq(w: KernelWrite): WriteReq {
+    const REPLACE = nl.NLM_F_CREATE | nl.NLM_F_REPLACE;
+    switch (w.op) {
+      case "route-replace":
+        return {
+          type: nl.RTM_NEWROUTE,
+          flags: REPLACE,
+          body: this.routeMsg(w.route, false),
+          op: `replace route ${routeText(w.route)}`,
+        };
+      case "route-delete":
+        return {
+          type: nl.RTM_DELROUTE,
+          flags: 0,
+          body: this.routeMsg(w.route, true),
+          op: `delete route ${routeText(w.route)}`,
+          okErrnos: ["ESRCH"],
+        };
+      case "neigh-replace": {
+        const n = w.neighbour;
+        return {
+          type: nl.RTM_NEWNEIGH,
+          flags: REPLACE,
+          body: this.neighMsg(afOf(n.ip.family), n.linkIndex, 0, [
+            ipAttr(nl.NDA_DST, n.ip),
+            nl.bytes(nl.NDA_LLADDR, nl.macToBytes(n.mac)),
+          ]),
+          op: `replace neighbour ${n.ip.toString()} lladdr ${n.mac} dev #${n.linkIndex}`,
+        };
+      }
+      case "neigh-delete": {
+        const n = w.neighbour;
+        return {
+          type: nl.RTM_DELNEIGH,
+          flags: 0,
+          body: this.neighMsg(afOf(n.ip.family), n.linkIndex, 0, [ipAttr(nl.NDA_DST, n.ip)]),
+          op: `delete neighbour ${n.ip.toString()} dev #${n.linkIndex}`,
+          okErrnos: ["ENOENT"],
+        };
+      }
+      case "fdb-replace":
+      case "fdb-delete": {
+        const e = w.fdb;
+        const del = w.op === "fdb-delete";
+        return {
+          type: del ? nl.RTM_DELNEIGH : nl.RTM_NEWNEIGH,
+          flags: del ? 0 : REPLACE,
+          body: this.neighMsg(nl.AF_BRIDGE, e.linkIndex, nl.NTF_SELF, [
+            nl.bytes(nl.NDA_LLADDR, nl.macToBytes(e.mac)),
+            ipAttr(nl.NDA_DST, e.dst),
+          ]),
+          op: `${del ? "delete" : "replace"} fdb ${e.mac} dev #${e.linkIndex} dst ${e.dst.toString()}`,
+          ...(del ? { okErrnos: ["ENOENT"] } : {}),
+        };
+      }
+    }
+  }
+
+  /** One request and its ack; a listed "already absent" errno is success. */
+  private send(r: WriteReq): void {
+    try {
+      this.sock.request(r.type, r.flags, r.body, r.op);
+    } catch (err) {
+      if (err instanceof KernelError && r.okErrnos?.includes(err.errno) === true) return;
+      throw err;
+    }
+  }
+
+  /** Many writes, up to 128 per sendmsg, acks read together (NetlinkSocket.requestMany). */
+  batch(writes: readonly KernelWrite[]): (KernelError | undefined)[] {
+    return this.sock.requestMany(writes.map((w) => this.writeReq(w)));
   }
 
   private neighMsg(family: number, linkIndex: number, flags: number, attrs: nl.Attr[]): Buffer {
@@ -450,30 +525,8 @@ export class NetlinkKernel implements Kernel {
         }
         return out;
       },
-      // ip neigh replace IP lladdr MAC dev IDX nud permanent
-      replace: (n) =>
-        this.sock.request(
-          nl.RTM_NEWNEIGH,
-          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
-          this.neighMsg(afOf(n.ip.family), n.linkIndex, 0, [
-            ipAttr(nl.NDA_DST, n.ip),
-            nl.bytes(nl.NDA_LLADDR, nl.macToBytes(n.mac)),
-          ]),
-          `replace neighbour ${n.ip.toString()} lladdr ${n.mac} dev #${n.linkIndex}`,
-        ),
-      delete: (n) => {
-        try {
-          this.sock.request(
-            nl.RTM_DELNEIGH,
-            0,
-            this.neighMsg(afOf(n.ip.family), n.linkIndex, 0, [ipAttr(nl.NDA_DST, n.ip)]),
-            `delete neighbour ${n.ip.toString()} dev #${n.linkIndex}`,
-          );
-        } catch (err) {
-          if (err instanceof KernelError && err.errno === "ENOENT") return;
-          throw err;
-        }
-      },
+      replace: (n) => this.send(this.writeReq({ op: "neigh-replace", neighbour: n })),
+      delete: (n) => this.send(this.writeReq({ op: "neigh-delete", neighbour: n })),
     };
   }
 
@@ -496,33 +549,8 @@ export class NetlinkKernel implements Kernel {
         }
         return out;
       },
-      // bridge fdb replace MAC dev IDX dst IP self permanent
-      replace: (e) =>
-        this.sock.request(
-          nl.RTM_NEWNEIGH,
-          nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
-          this.neighMsg(nl.AF_BRIDGE, e.linkIndex, nl.NTF_SELF, [
-            nl.bytes(nl.NDA_LLADDR, nl.macToBytes(e.mac)),
-            ipAttr(nl.NDA_DST, e.dst),
-          ]),
-          `replace fdb ${e.mac} dev #${e.linkIndex} dst ${e.dst.toString()}`,
-        ),
-      delete: (e) => {
-        try {
-          this.sock.request(
-            nl.RTM_DELNEIGH,
-            0,
-            this.neighMsg(nl.AF_BRIDGE, e.linkIndex, nl.NTF_SELF, [
-              nl.bytes(nl.NDA_LLADDR, nl.macToBytes(e.mac)),
-              ipAttr(nl.NDA_DST, e.dst),
-            ]),
-            `delete fdb ${e.mac} dev #${e.linkIndex} dst ${e.dst.toString()}`,
-          );
-        } catch (err) {
-          if (err instanceof KernelError && err.errno === "ENOENT") return;
-          throw err;
-        }
-      },
+      replace: (e) => this.send(this.writeReq({ op: "fdb-replace", fdb: e })),
+      delete: (e) => this.send(this.writeReq({ op: "fdb-delete", fdb: e })),
     };
   }
 
@@ -566,9 +594,19 @@ export class NetlinkKernel implements Kernel {
               break;
             }
             case nl.RTM_DELNEIGH: {
-              const { hdr } = nl.decodeNdMsg(m.body);
+              const { hdr, attrs } = nl.decodeNdMsg(m.body);
               const family = hdr.family === nl.AF_BRIDGE ? "bridge" : familyOf(hdr.family);
-              if (family) deliver({ type: "neigh-deleted", family, linkIndex: hdr.index });
+              if (!family) break;
+              const a = nl.attrMap(attrs);
+              const ip = readIp(a.get(nl.NDA_DST));
+              const lladdr = a.get(nl.NDA_LLADDR);
+              deliver({
+                type: "neigh-deleted",
+                family,
+                linkIndex: hdr.index,
+                ...(ip === undefined ? {} : { ip }),
+                ...(lladdr?.length === 6 ? { mac: nl.bytesToMac(lladdr) } : {}),
+              });
               break;
             }
             default:

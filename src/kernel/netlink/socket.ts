@@ -38,6 +38,10 @@ const SOL_NETLINK = 270;
 const NETLINK_EXT_ACK = 11;
 const MSG_DONTWAIT = 0x40;
 const POLLIN = 0x1;
+const NETLINK_CAP_ACK = 10;
+/** Requests per sendto in requestMany: their acks (~1 KB of receive buffer each) must fit SO_RCVBUF. */
+const MANY_MAX_MSGS = 128;
+const MANY_MAX_BYTES = 64 * 1024;
 
 interface Libc {
   socket: (domain: number, type: number, proto: number) => number;
@@ -115,6 +119,8 @@ export class NetlinkSocket {
       }
       // Extended acks are harmless if unsupported; they only make error messages carry more bytes.
       c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, Buffer.from([0, 0, 0, 0]), 4);
+      // Error acks without a copy of the request: smaller acks, so a batch's acks fit the buffer.
+      c.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, Buffer.from([1, 0, 0, 0]), 4);
       const sa = sockaddrNl(opts.groups ?? 0);
       if (c.bind(fd, sa, sa.length) < 0)
         throw new KernelError(errnoName(koffi.errno()), "bind netlink socket");
@@ -176,6 +182,80 @@ export class NetlinkSocket {
         }
       }
     }
+  }
+
+  /**
+   * Sends many requests, each with NLM_F_ACK, several per sendto (the kernel handles the messages of one
+   * datagram in order and acks each), and reads the acks together. Returns per request undefined (acked
+   * with 0) or its KernelError; a failed request does not stop the later ones. `okErrnos` of a request are
+   * success (a delete's "not there").
+   *
+   * Chunks stay small enough that their acks fit the receive buffer: an ack that does not fit is dropped by
+   * the kernel (ENOBUFS), and then the requests whose ack was lost are reported as failed with ENOBUFS.
+   */
+  requestMany(
+    reqs: readonly { type: number; flags: number; body: Buffer; op: string; okErrnos?: readonly string[] }[],
+  ): (KernelError | undefined)[] {
+    const out: (KernelError | undefined)[] = new Array<KernelError | undefined>(reqs.length);
+    for (let start = 0; start < reqs.length;) {
+      // One chunk: at most MANY_MAX_MSGS messages and MANY_MAX_BYTES bytes.
+      const parts: Buffer[] = [];
+      const seqOf = new Map<number, number>(); // seq → index into reqs
+      let bytes = 0;
+      let end = start;
+      while (end < reqs.length && end - start < MANY_MAX_MSGS && bytes < MANY_MAX_BYTES) {
+        const r = reqs[end]!;
+        this.seq = (this.seq + 1) >>> 0;
+        const msg = encodeMsg({
+          type: r.type,
+          flags: NLM_F_REQUEST | NLM_F_ACK | r.flags,
+          seq: this.seq,
+          body: r.body,
+        });
+        parts.push(msg);
+        const pad = (4 - (msg.length % 4)) % 4;
+        if (pad > 0) parts.push(Buffer.alloc(pad));
+        bytes += msg.length + pad;
+        seqOf.set(this.seq, end);
+        end++;
+      }
+      const buf = Buffer.concat(parts, bytes);
+      const first = reqs[start]!.op;
+      if (this.fd < 0) {
+        for (let i = start; i < end; i++) out[i] = new KernelError("EBADF", reqs[i]!.op);
+        start = end;
+        continue;
+      }
+      const n = lib().sendto(this.fd, buf, buf.length, 0, this.kernelAddr, this.kernelAddr.length);
+      if (n < 0) {
+        const e = errnoName(koffi.errno());
+        for (let i = start; i < end; i++) out[i] = new KernelError(e, reqs[i]!.op);
+        start = end;
+        continue;
+      }
+      let pending = end - start;
+      try {
+        while (pending > 0) {
+          for (const m of this.recvOnce(first) ?? []) {
+            const i = seqOf.get(m.seq);
+            if (i === undefined || m.type !== NLMSG_ERROR) continue; // a stale answer to an earlier request
+            seqOf.delete(m.seq);
+            pending--;
+            const err = decodeError(m.body);
+            const req = reqs[i]!;
+            if (err === 0) continue;
+            const name = errnoName(err);
+            if (req.okErrnos?.includes(name) !== true) out[i] = new KernelError(name, req.op);
+          }
+        }
+      } catch (err) {
+        // ENOBUFS (acks lost) or a timeout: whatever was not acked is unknown, so it counts as failed.
+        const e = err instanceof KernelError ? err.errno : "EUNKNOWN";
+        for (const i of seqOf.values()) out[i] = new KernelError(e, reqs[i]!.op);
+      }
+      start = end;
+    }
+    return out;
   }
 
   /** Sends a request that is answered by one message (e.g. RTM_GETROUTE, RTM_GETLINK by name). */
