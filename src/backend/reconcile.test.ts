@@ -3,7 +3,19 @@ import { test } from "node:test";
 import { IpAddr } from "../ip/addr.ts";
 import { IpNet } from "../ip/net.ts";
 import { NUD_PERMANENT, type Route } from "../kernel/ports.ts";
-import { formatOp, plan, type ActualState, type DesiredPeer } from "./reconcile.ts";
+import { FakeKernel } from "../kernel/fake-kernel.ts";
+import type { LeaseEvent } from "../lease/lease.ts";
+import { MemoryLogger } from "../log/logger.ts";
+import { waitFor } from "../../test/helpers/netns.ts";
+import {
+  formatOp,
+  plan,
+  planPeerChange,
+  Reconciler,
+  type ActualState,
+  type DesiredPeer,
+  type ReconcileTarget,
+} from "./reconcile.ts";
 
 const ip = (s: string): IpAddr => IpAddr.parse(s);
 const DEV = 5;
@@ -135,4 +147,202 @@ test("plan works the same for IPv6", () => {
     "+ fd00:2::/64: route replace fd00:2::/64 via fd00:2:: dev #6 onlink",
   ]);
   assert.deepEqual(show(plan([peer], actualOf([peer]))), []);
+});
+
+// ---------------------------------------------------------------- incremental lease batches
+
+test("planPeerChange: a new peer, a changed MAC, a moved route and a removed peer", () => {
+  const showChange = (c: ReturnType<typeof planPeerChange>): string[] => [
+    ...c.adds.map((o) => `+ ${formatOp(o)}`),
+    ...[...c.deletes.route, ...c.deletes.fdb, ...c.deletes.neigh].map((o) => `- ${formatOp(o)}`),
+  ];
+  assert.deepEqual(showChange(planPeerChange(undefined, A)), [
+    "+ neigh replace 10.244.2.0 lladdr aa:00:00:00:00:02 dev #5 nud permanent",
+    "+ fdb replace aa:00:00:00:00:02 dev #5 dst 192.168.0.2 self permanent",
+    "+ route replace 10.244.2.0/24 via 10.244.2.0 dev #5 onlink",
+  ]);
+  assert.deepEqual(showChange(planPeerChange(A, A)), []);
+  const A2 = vxlanPeer("10.244.2.0/24", "aa:00:00:00:00:22", "192.168.0.2");
+  assert.deepEqual(showChange(planPeerChange(A, A2)), [
+    "+ neigh replace 10.244.2.0 lladdr aa:00:00:00:00:22 dev #5 nud permanent",
+    "+ fdb replace aa:00:00:00:00:22 dev #5 dst 192.168.0.2 self permanent",
+    "- fdb del aa:00:00:00:00:02 dev #5 dst 192.168.0.2 self",
+  ]);
+  const direct: DesiredPeer = {
+    key: A.key,
+    route: { family: 4, dst: IpNet.parse("10.244.2.0/24"), gw: ip("192.168.0.2") },
+  };
+  const c = planPeerChange(A, direct);
+  assert.deepEqual(showChange(c), [
+    "+ route replace 10.244.2.0/24 via 192.168.0.2",
+    "- fdb del aa:00:00:00:00:02 dev #5 dst 192.168.0.2 self",
+    "- neigh del 10.244.2.0 dev #5",
+  ]);
+  const first = c.adds[0];
+  assert.equal(first?.op === "route-replace" ? first.previous : undefined, A.route);
+  assert.deepEqual(showChange(planPeerChange(A, undefined)), [
+    "- route del 10.244.2.0/24 via 10.244.2.0 dev #5 onlink",
+    "- fdb del aa:00:00:00:00:02 dev #5 dst 192.168.0.2 self",
+    "- neigh del 10.244.2.0 dev #5",
+  ]);
+});
+
+/** A vxlan-like network on a FakeKernel, driven through Reconciler.run with a hand-fed lease stream. */
+function rigOf(opts: { checkMs?: number } = {}) {
+  const kernel = new FakeKernel();
+  kernel.addHost({ addr: "192.168.0.1/24", gateway: "192.168.0.254" });
+  const eth0 = kernel.links.get("eth0")!;
+  const dev = kernel.links.addVxlan({
+    name: "flannel.1",
+    vni: 1,
+    local: ip("192.168.0.1"),
+    vtepIndex: eth0.index,
+    port: 0,
+    learning: false,
+    gbp: false,
+  });
+  kernel.links.setUp("flannel.1");
+  const peerOf = (n: number, mac = `aa:00:00:00:00:${n.toString(16).padStart(2, "0")}`): DesiredPeer => {
+    const sn = IpNet.parse(`10.244.${n}.0/24`);
+    return {
+      key: sn.toString(),
+      neighbour: { linkIndex: dev.index, ip: sn.ip, mac },
+      fdb: { linkIndex: dev.index, mac, dst: ip(`192.168.0.${n}`) },
+      route: { family: 4, dst: sn, gw: sn.ip, linkIndex: dev.index, onlink: true, scope: 0 },
+    };
+  };
+  const wanted = new Map<string, DesiredPeer>();
+  const dumps = { n: 0 };
+  const target: ReconcileTarget = {
+    ensureDevices: () => undefined,
+    desired: () => [...wanted.values()],
+    desiredOf: (keys) => [...keys].flatMap((k) => (wanted.has(k) ? [wanted.get(k)!] : [])),
+    actual: () => {
+      dumps.n++;
+      return {
+        neighbours: kernel.neighbours.list({ linkIndex: dev.index, family: 4 }),
+        fdb: kernel.fdb.list({ linkIndex: dev.index }).filter((e) => e.dst !== null),
+        routes: kernel.routes
+          .list({ family: 4 })
+          .filter((r) => r.linkIndex === dev.index && r.protocol !== 2),
+      };
+    },
+    concerns: (ev) => ev.type !== "link-added",
+  };
+  // The lease stream: each pushed batch is pulled once; `push` resolves when the next pull starts.
+  const queue: LeaseEvent[][] = [];
+  let wake: (() => void) | undefined;
+  let idle: (() => void)[] = [];
+  async function* batches(): AsyncGenerator<LeaseEvent[]> {
+    for (;;) {
+      const b = queue.shift();
+      if (b !== undefined) {
+        yield b;
+        continue;
+      }
+      for (const w of idle.splice(0)) w();
+      await new Promise<void>((r) => (wake = r));
+    }
+  }
+  /** Queues one batch that adds (n) or removes (-n) peers; resolves once it was applied. */
+  const push = (...ns: number[]): Promise<void> => {
+    const done = new Promise<void>((r) => idle.push(r));
+    queue.push(ns.map((n) => ({ type: n > 0 ? "added" : "removed", lease: { n } }) as unknown as LeaseEvent));
+    wake?.();
+    return done;
+  };
+  const log = new MemoryLogger();
+  const rec = new Reconciler({ target, kernel, logger: log, checkMs: opts.checkMs ?? 60_000, retryMs: 10 });
+  const ac = new AbortController();
+  const running = rec.run(ac.signal, batches(), (batch) => {
+    const keys: string[] = [];
+    for (const ev of batch) {
+      const n = (ev.lease as unknown as { n: number }).n;
+      const p = peerOf(Math.abs(n));
+      if (ev.type === "added") wanted.set(p.key, p);
+      else wanted.delete(p.key);
+      keys.push(p.key);
+    }
+    return keys;
+  });
+  const stop = async (): Promise<void> => {
+    ac.abort();
+    idle = [];
+    await running;
+  };
+  /** Lets every pending kernel notification (setImmediate in the fake) and a pass it schedules run. */
+  const settle = async (): Promise<void> => {
+    for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 2));
+  };
+  return { kernel, dev, dumps, push, stop, settle, log, peerOf };
+}
+
+test("after the first batch, lease batches write only the changed peers, batched, without listing", async () => {
+  const rig = rigOf();
+  try {
+    await rig.push(2, 3, 4);
+    assert.equal(rig.dumps.n, 1, "the first batch runs one full pass");
+    assert.equal(
+      rig.kernel.routes.list({ family: 4 }).filter((r) => r.linkIndex === rig.dev.index).length,
+      3,
+    );
+    const before = rig.kernel.log.length;
+    await rig.push(5);
+    assert.deepEqual(rig.kernel.log.slice(before), [
+      "ip neigh replace 10.244.5.0 lladdr aa:00:00:00:00:05 dev flannel.1 nud permanent",
+      "bridge fdb replace aa:00:00:00:00:05 dev flannel.1 dst 192.168.0.5 self permanent",
+      "ip route replace 10.244.5.0/24 via 10.244.5.0 dev flannel.1 onlink",
+    ]);
+    assert.equal(rig.kernel.batches.at(-1), 3, "the peer's three writes went in one batch");
+    const mid = rig.kernel.log.length;
+    await rig.push(-3);
+    assert.deepEqual(rig.kernel.log.slice(mid), [
+      "ip route del 10.244.3.0/24 via 10.244.3.0 dev flannel.1 onlink",
+      "bridge fdb del aa:00:00:00:00:03 dev flannel.1 dst 192.168.0.3 self",
+      "ip neigh del 10.244.3.0 dev flannel.1",
+    ]);
+    // The deletions' own notifications do not set off a full pass.
+    await rig.settle();
+    assert.equal(rig.dumps.n, 1, rig.log.text());
+    // A peer that did not change costs nothing.
+    const end = rig.kernel.log.length;
+    await rig.push(2);
+    assert.equal(rig.kernel.log.length, end);
+  } finally {
+    await rig.stop();
+  }
+});
+
+test("an entry deleted by someone else still sets off a full pass that restores it", async () => {
+  const rig = rigOf();
+  try {
+    await rig.push(2, 3);
+    await rig.push(4);
+    rig.kernel.fdb.delete({ linkIndex: rig.dev.index, mac: "aa:00:00:00:00:04", dst: ip("192.168.0.4") });
+    await waitFor(() => rig.dumps.n === 2, 10_000, "a full pass");
+    assert.equal(rig.kernel.fdb.list({ linkIndex: rig.dev.index }).length, 3);
+    rig.kernel.neighbours.delete({ linkIndex: rig.dev.index, ip: ip("10.244.2.0") });
+    await waitFor(() => rig.dumps.n === 3, 10_000, "another full pass");
+    assert.equal(rig.kernel.neighbours.list({ linkIndex: rig.dev.index, family: 4 }).length, 3);
+  } finally {
+    await rig.stop();
+  }
+});
+
+test("a failed incremental write undoes the peer, and the retry is a full pass that completes it", async () => {
+  const rig = rigOf();
+  try {
+    await rig.push(2);
+    rig.kernel.fail("routes.replace", "EPERM");
+    await rig.push(3);
+    assert.ok(rig.kernel.log.includes("ip neigh del 10.244.3.0 dev flannel.1"), rig.kernel.log.join("\n"));
+    await waitFor(
+      () => rig.kernel.routes.list({ family: 4 }).some((r) => r.dst?.toString() === "10.244.3.0/24"),
+      10_000,
+      "the retry to add the route",
+    );
+    assert.ok(rig.dumps.n >= 2);
+  } finally {
+    await rig.stop();
+  }
 });

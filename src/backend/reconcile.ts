@@ -24,6 +24,7 @@
 //   and the timer can never interleave inside a pass.
 
 import type { IpAddr } from "../ip/addr.ts";
+import { applyWrites } from "../kernel/batch.ts";
 import type { FdbEntry, Kernel, KernelEvent, Neighbour, Route } from "../kernel/ports.ts";
 import { NUD_PERMANENT, RT_TABLE_MAIN } from "../kernel/ports.ts";
 import type { LeaseEvent } from "../lease/lease.ts";
@@ -211,29 +212,6 @@ export function formatOp(op: PlanOp): string {
   }
 }
 
-function applyOp(kernel: Kernel, op: PlanOp): void {
-  switch (op.op) {
-    case "neigh-replace":
-      kernel.neighbours.replace(op.neighbour);
-      return;
-    case "fdb-replace":
-      kernel.fdb.replace(op.fdb);
-      return;
-    case "route-replace":
-      kernel.routes.replace(op.route);
-      return;
-    case "route-delete":
-      kernel.routes.delete(op.route);
-      return;
-    case "fdb-delete":
-      kernel.fdb.delete(op.fdb);
-      return;
-    case "neigh-delete":
-      kernel.neighbours.delete(op.neighbour);
-      return;
-  }
-}
-
 /** The delete that undoes an add. */
 function undoOf(op: PlanOp): PlanOp | undefined {
   switch (op.op) {
@@ -261,11 +239,23 @@ export interface ReconcileTarget {
   ensureDevices(): void;
   /** Every peer's entries, with the current device indexes. */
   desired(): DesiredPeer[];
+  /**
+   * The entries of the peers named (DesiredPeer.key) that are still wanted; keys of peers no longer wanted
+   * are simply absent. Optional: a target without it gets a full pass after every lease batch.
+   */
+  desiredOf?(keys: ReadonlySet<string>): DesiredPeer[];
   /** The kernel entries this network owns (its device's neighbours/FDB, routes into the cluster network). */
   actual(): ActualState;
   /** Whether a kernel notification may concern this network. */
   concerns(ev: KernelEvent): boolean;
 }
+
+/**
+ * What `onBatch` tells `Reconciler.run`: the DesiredPeer keys the batch may have changed (added, changed or
+ * removed peers; a key of a peer that did not change costs one comparison). `undefined`: unknown, run a
+ * full pass.
+ */
+export type ChangedPeers = Iterable<string> | undefined;
 
 export interface ReconcilerOptions {
   target: ReconcileTarget;
@@ -286,6 +276,100 @@ export interface PassResult {
   failures: number;
 }
 
+const fdbEntryKey = (f: DesiredFdb): string => `${fdbKey(f.linkIndex, f.mac)}|${f.dst.toString()}`;
+
+function sameNeighbour(a: DesiredNeighbour | undefined, b: DesiredNeighbour | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.linkIndex === b.linkIndex && a.ip.equals(b.ip) && a.mac.toLowerCase() === b.mac.toLowerCase();
+}
+
+function sameFdb(a: DesiredFdb | undefined, b: DesiredFdb | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.linkIndex === b.linkIndex && a.mac.toLowerCase() === b.mac.toLowerCase() && a.dst.equals(b.dst);
+}
+
+/** Whether two desired routes are the same request (every field the kernel gets). */
+function sameRoute(a: Route | undefined, b: Route | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const net = (x: Route["dst"]): string => x?.toString() ?? "default";
+  return (
+    a.family === b.family &&
+    net(a.dst) === net(b.dst) &&
+    sameAddr(a.gw, b.gw) &&
+    a.linkIndex === b.linkIndex &&
+    (a.onlink ?? false) === (b.onlink ?? false) &&
+    (a.table ?? RT_TABLE_MAIN) === (b.table ?? RT_TABLE_MAIN) &&
+    (a.type ?? "unicast") === (b.type ?? "unicast") &&
+    a.scope === b.scope &&
+    a.protocol === b.protocol &&
+    sameAddr(a.src, b.src) &&
+    metricOf(a) === metricOf(b)
+  );
+}
+
+/**
+ * The writes that turn the entries of `old` (as last applied) into those of `next` for one peer: adds in
+ * ARP → FDB → route order, and the deletes of what `next` no longer has (a replace already overwrote an
+ * entry with the same kernel key). Pure.
+ */
+export function planPeerChange(
+  old: DesiredPeer | undefined,
+  next: DesiredPeer | undefined,
+): { adds: PlanOp[]; deletes: { route: PlanOp[]; fdb: PlanOp[]; neigh: PlanOp[] } } {
+  const adds: PlanOp[] = [];
+  const deletes = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
+  if (next?.neighbour !== undefined && !sameNeighbour(old?.neighbour, next.neighbour))
+    adds.push({ op: "neigh-replace", neighbour: next.neighbour });
+  if (next?.fdb !== undefined && !sameFdb(old?.fdb, next.fdb))
+    adds.push({ op: "fdb-replace", fdb: next.fdb });
+  if (next?.route !== undefined && !sameRoute(old?.route, next.route)) {
+    const previous = old?.route;
+    adds.push(
+      previous !== undefined && routeKey(previous) === routeKey(next.route)
+        ? { op: "route-replace", route: next.route, previous }
+        : { op: "route-replace", route: next.route },
+    );
+  }
+  const o = old?.neighbour;
+  if (
+    o !== undefined &&
+    (next?.neighbour === undefined ||
+      neighKey(o.linkIndex, o.ip) !== neighKey(next.neighbour.linkIndex, next.neighbour.ip))
+  )
+    deletes.neigh.push({ op: "neigh-delete", neighbour: { linkIndex: o.linkIndex, ip: o.ip } });
+  // A replace with the same MAC overwrote the old remote; deleting it as well is harmless (absent = done).
+  if (old?.fdb !== undefined && !sameFdb(old.fdb, next?.fdb))
+    deletes.fdb.push({ op: "fdb-delete", fdb: old.fdb });
+  const r = old?.route;
+  if (
+    r !== undefined &&
+    (next?.route === undefined ||
+      routeKey(r) !== routeKey(next.route) ||
+      metricOf(r) !== metricOf(next.route))
+  )
+    deletes.route.push({ op: "route-delete", route: r });
+  return { adds, deletes };
+}
+
+/** A multiset of strings (kernel keys of applied entries; two peers may share one by misconfiguration). */
+class Counter {
+  private readonly m = new Map<string, number>();
+  add(k: string): void {
+    this.m.set(k, (this.m.get(k) ?? 0) + 1);
+  }
+  remove(k: string): void {
+    const n = this.m.get(k) ?? 0;
+    if (n <= 1) this.m.delete(k);
+    else this.m.set(k, n - 1);
+  }
+  has(k: string): boolean {
+    return this.m.has(k);
+  }
+  clear(): void {
+    this.m.clear();
+  }
+}
+
 export class Reconciler {
   private readonly target: ReconcileTarget;
   private readonly kernel: Kernel;
@@ -294,8 +378,17 @@ export class Reconciler {
   private readonly retryMs: number;
   /** Entries (neighbours, FDB, routes) are reconciled only once the first lease batch has been applied. */
   private synced = false;
-  /** Peers fully programmed at the end of an earlier pass, to tell "recovered" from "new" in logs. */
-  private established = new Set<string>();
+  /**
+   * Per peer key, its entries as last applied and acknowledged by the kernel. A peer whose writes failed is
+   * absent. Lease batches are planned against this instead of the kernel; it is rebuilt by every full pass.
+   */
+  private applied = new Map<string, DesiredPeer>();
+  /** Kernel keys of the applied entries, to tell a lost entry from one we removed ourselves. */
+  private readonly appliedRoutes = new Map<string, Route>();
+  private readonly appliedNeighs = new Counter();
+  private readonly appliedFdb = new Counter();
+  /** False until a full pass succeeded, and again after any failure: lease batches then run full passes. */
+  private trusted = false;
   private retryDelayMs: number;
   private readonly metrics: ReconcileMetrics | undefined;
   private readonly loop: string;
@@ -311,14 +404,122 @@ export class Reconciler {
     this.retryDelayMs = this.retryMs;
   }
 
-  /** One reconcile pass. Never throws: failures are logged and counted, the next pass retries. */
+  /** One full reconcile pass. Never throws: failures are logged and counted, the next pass retries. */
   reconcile(): PassResult {
+    return this.timed(() => this.reconcilePass());
+  }
+
+  private timed(fn: () => PassResult): PassResult {
     const t0 = process.hrtime.bigint();
     try {
-      return this.reconcilePass();
+      return fn();
     } finally {
       this.metrics?.observePass(this.loop, Number(process.hrtime.bigint() - t0) / 1e9);
     }
+  }
+
+  private setApplied(key: string, peer: DesiredPeer | undefined): void {
+    const old = this.applied.get(key);
+    if (old !== undefined) {
+      if (old.neighbour) this.appliedNeighs.remove(neighKey(old.neighbour.linkIndex, old.neighbour.ip));
+      if (old.fdb) this.appliedFdb.remove(fdbEntryKey(old.fdb));
+      if (old.route && this.appliedRoutes.get(routeKey(old.route)) === old.route)
+        this.appliedRoutes.delete(routeKey(old.route));
+      this.applied.delete(key);
+    }
+    if (peer === undefined) return;
+    this.applied.set(key, peer);
+    if (peer.neighbour) this.appliedNeighs.add(neighKey(peer.neighbour.linkIndex, peer.neighbour.ip));
+    if (peer.fdb) this.appliedFdb.add(fdbEntryKey(peer.fdb));
+    if (peer.route) this.appliedRoutes.set(routeKey(peer.route), peer.route);
+  }
+
+  private resetApplied(): void {
+    this.applied = new Map();
+    this.appliedRoutes.clear();
+    this.appliedNeighs.clear();
+    this.appliedFdb.clear();
+  }
+
+  /**
+   * Whether a kernel notification may mean that an entry we rely on is gone. Deletions of entries no
+   * applied peer has — most often our own deletes of departed peers, echoed back — need no pass.
+   */
+  private mayHaveLost(ev: KernelEvent): boolean {
+    if (!this.trusted) return true;
+    switch (ev.type) {
+      case "route-deleted": {
+        const mine = this.appliedRoutes.get(routeKey(ev.route));
+        return mine !== undefined && routeMatches(mine, ev.route);
+      }
+      case "neigh-deleted":
+        if (ev.ip === undefined) return true;
+        if (ev.family === "bridge") {
+          if (ev.mac === undefined) return true;
+          return this.appliedFdb.has(`${fdbKey(ev.linkIndex, ev.mac)}|${ev.ip.toString()}`);
+        }
+        return this.appliedNeighs.has(neighKey(ev.linkIndex, ev.ip));
+      default:
+        return true;
+    }
+  }
+
+  /**
+   * Applies per-peer adds (each peer's writes undone when one of them fails) and then deletes, batched.
+   * Returns the peers whose adds failed. With a batch every write of a peer is attempted even after one
+   * failed; the undo then removes what did get written, so no half-programmed peer stays either way.
+   */
+  private apply(adds: Plan["adds"], deletes: readonly PlanOp[], result: PassResult): Set<string> {
+    const writes: PlanOp[] = [];
+    for (const a of adds) writes.push(...a.ops);
+    writes.push(...deletes);
+    result.writes += writes.length;
+    const errs = applyWrites(this.kernel, writes);
+    const failed = new Set<string>();
+    const undo: PlanOp[] = [];
+    const undone: PlanOp[] = [];
+    let i = 0;
+    for (const { peer, ops } of adds) {
+      const done: PlanOp[] = [];
+      let peerFailed = false;
+      for (const op of ops) {
+        const err = errs[i++];
+        if (err === undefined) {
+          done.push(op);
+          continue;
+        }
+        result.failures++;
+        peerFailed = true;
+        this.logger.error(`Failed to ${formatOp(op)} for ${peer}: ${errorMessage(err)}`);
+      }
+      if (!peerFailed) {
+        if (this.applied.has(peer)) for (const op of ops) this.metrics?.countRepair(repairKind(op));
+        continue;
+      }
+      failed.add(peer);
+      for (const d of done.reverse()) {
+        const u = undoOf(d);
+        if (u !== undefined) {
+          undo.push(u);
+          undone.push(d);
+        }
+      }
+    }
+    for (const op of deletes) {
+      const err = errs[i++];
+      if (err === undefined) {
+        this.metrics?.countRepair("stale");
+        this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
+      } else {
+        result.failures++;
+        this.logger.error(`Failed to ${formatOp(op)}: ${errorMessage(err)}`);
+      }
+    }
+    applyWrites(this.kernel, undo).forEach((err, j) => {
+      if (err !== undefined)
+        this.logger.error(`Failed to undo ${formatOp(undone[j]!)}: ${errorMessage(err)}`);
+    });
+    return failed;
   }
 
   private reconcilePass(): PassResult {
@@ -339,79 +540,98 @@ export class Reconciler {
     } catch (err) {
       this.logger.error(`Failed to read kernel state: ${errorMessage(err)}`);
       result.failures++;
+      this.trusted = false;
       return result;
     }
     const p = plan(desired, actual);
-    const failedPeers = new Set<string>();
 
     for (const { peer, ops } of p.adds) {
-      const done: PlanOp[] = [];
+      const established = this.applied.has(peer);
       for (const op of ops) {
         if (op.op === "route-replace") {
           if (op.previous !== undefined) {
             this.logger.info(
               `Replacing existing route to ${formatRoute(op.previous)} with ${formatRoute(op.route)}`,
             );
-          } else if (this.established.has(peer)) {
+          } else if (established) {
             this.logger.info(
               `Route recovered ${op.route.dst?.toString() ?? "default"} : ${op.route.gw?.toString() ?? ""}`,
             );
           }
-        } else if (this.established.has(peer)) {
+        } else if (established) {
           this.logger.info(`Restoring ${formatOp(op)} for ${peer}`);
-        }
-        result.writes++;
-        try {
-          applyOp(this.kernel, op);
-          done.push(op);
-          if (this.established.has(peer)) this.metrics?.countRepair(repairKind(op));
-        } catch (err) {
-          result.failures++;
-          failedPeers.add(peer);
-          this.logger.error(`Failed to ${formatOp(op)} for ${peer}: ${errorMessage(err)}`);
-          for (const d of done.reverse()) {
-            const undo = undoOf(d);
-            if (undo === undefined) continue;
-            try {
-              applyOp(this.kernel, undo);
-            } catch (undoErr) {
-              this.logger.error(`Failed to undo ${formatOp(d)}: ${errorMessage(undoErr)}`);
-            }
-          }
-          break;
         }
       }
     }
     const touched = new Set(p.adds.map((a) => a.peer));
     for (const peer of desired) {
-      if (!this.established.has(peer.key) && peer.route !== undefined && !touched.has(peer.key)) {
+      if (!this.applied.has(peer.key) && peer.route !== undefined && !touched.has(peer.key)) {
         this.logger.info(`Route to ${peer.route.dst?.toString() ?? "default"} already exists, skipping.`);
       }
     }
-    for (const op of p.deletes) {
-      result.writes++;
-      try {
-        applyOp(this.kernel, op);
-        this.metrics?.countRepair("stale");
-        this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
-      } catch (err) {
-        result.failures++;
-        this.logger.error(`Failed to ${formatOp(op)}: ${errorMessage(err)}`);
-      }
-    }
-    this.established = new Set(desired.map((d) => d.key).filter((k) => !failedPeers.has(k)));
+    const failedPeers = this.apply(p.adds, p.deletes, result);
+    this.resetApplied();
+    for (const d of desired) if (!failedPeers.has(d.key)) this.setApplied(d.key, d);
+    this.trusted = result.failures === 0;
     return result;
   }
 
   /**
+   * A lease batch applied against the last applied state: only the changed peers' writes, no dumps.
+   * Returns undefined when it cannot (no trusted state, or the target cannot name peers): run a full pass.
+   */
+  private applyChanges(keys: ReadonlySet<string>): PassResult | undefined {
+    const desiredOf = this.target.desiredOf?.bind(this.target);
+    if (!this.trusted || desiredOf === undefined) return undefined;
+    return this.timed(() => {
+      const result: PassResult = { writes: 0, failures: 0 };
+      const next = new Map<string, DesiredPeer>();
+      for (const d of desiredOf(keys)) next.set(d.key, d);
+      const adds: Plan["adds"] = [];
+      const deletes = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
+      for (const key of keys) {
+        const old = this.applied.get(key);
+        const neu = next.get(key);
+        if (old === undefined && neu === undefined) continue;
+        const c = planPeerChange(old, neu);
+        for (const op of c.adds) {
+          if (op.op === "route-replace" && op.previous !== undefined)
+            this.logger.info(
+              `Replacing existing route to ${formatRoute(op.previous)} with ${formatRoute(op.route)}`,
+            );
+        }
+        if (c.adds.length > 0) adds.push({ peer: key, ops: c.adds });
+        deletes.route.push(...c.deletes.route);
+        deletes.fdb.push(...c.deletes.fdb);
+        deletes.neigh.push(...c.deletes.neigh);
+      }
+      const failed = new Set<string>();
+      const dels = [...deletes.route, ...deletes.fdb, ...deletes.neigh];
+      if (adds.length > 0 || dels.length > 0) {
+        // A changed peer is not a repair (metrics): forget its old state before applying.
+        for (const a of adds) this.setApplied(a.peer, undefined);
+        for (const f of this.apply(adds, dels, result)) failed.add(f);
+      }
+      for (const key of keys) this.setApplied(key, failed.has(key) ? undefined : next.get(key));
+      if (result.failures > 0) this.trusted = false;
+      return result;
+    });
+  }
+
+  /**
    * Runs until `signal` aborts: applies each lease batch (through `onBatch`, which updates the desired
-   * state) followed by one pass, and re-runs a pass on relevant kernel events and every `checkMs`.
-   * Rejects when the lease stream fails; resolves when it ends or the signal aborts.
+   * state and names the peers it changed) and re-runs a full pass on relevant kernel events and every
+   * `checkMs`. Rejects when the lease stream fails; resolves when it ends or the signal aborts.
+   *
+   * A lease batch costs O(changed peers): its writes are planned against the last applied state, without
+   * listing the kernel. The first batch, a batch after a failure, and a batch whose `onBatch` names no peers
+   * run a full dump-and-plan pass instead. Batches that queue up while one is applied arrive merged (the
+   * lease watch yields everything pending per pull), so a burst costs one apply.
    */
   async run(
     signal: AbortSignal,
     batches: AsyncIterable<LeaseEvent[]>,
-    onBatch: (batch: LeaseEvent[]) => void,
+    onBatch: (batch: LeaseEvent[]) => ChangedPeers | void,
   ): Promise<void> {
     if (signal.aborted) return;
     let timer: NodeJS.Timeout | undefined;
@@ -429,21 +649,24 @@ export class Reconciler {
       pending = delayMs === 0;
       timer = setTimeout(pass, delayMs);
     };
-    const pass = (): void => {
-      pending = false;
-      timer = undefined;
-      const r = this.reconcile();
+    const settle = (r: PassResult): void => {
       backingOff = r.failures > 0;
       if (backingOff) {
         schedule(this.retryDelayMs);
         this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30_000, Math.max(this.checkMs, this.retryMs));
       } else {
         this.retryDelayMs = this.retryMs;
-        schedule(this.checkMs);
+        if (!pending) schedule(this.checkMs);
       }
     };
+    const pass = (): void => {
+      pending = false;
+      timer = undefined;
+      settle(this.reconcile());
+    };
     this.kernel.events.subscribe((ev) => {
-      if (!backingOff && (ev.type === "overflow" || this.target.concerns(ev))) schedule(0);
+      if (backingOff) return;
+      if (ev.type === "overflow" || (this.target.concerns(ev) && this.mayHaveLost(ev))) schedule(0);
     }, signal);
     schedule(this.checkMs);
 
@@ -455,9 +678,18 @@ export class Reconciler {
       for (;;) {
         const next = await Promise.race([it.next(), aborted]);
         if (next === "aborted" || next.done === true) break;
-        onBatch(next.value);
+        const changed = onBatch(next.value);
+        const first = !this.synced;
         this.synced = true;
+        const r = first || changed == null || backingOff ? undefined : this.applyChanges(new Set(changed));
+        if (r !== undefined) {
+          // A pending full pass (kernel event) or the periodic check stays scheduled as it was.
+          if (r.failures > 0) settle(r);
+          continue;
+        }
         if (timer !== undefined) clearTimeout(timer);
+        timer = undefined;
+        pending = false;
         pass();
       }
     } finally {

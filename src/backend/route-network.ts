@@ -59,6 +59,8 @@ function peerKey(lease: Lease): string {
 export class RouteNetwork implements Network, ReconcileTarget {
   /** Per remote lease, its route per family. */
   private readonly routes = new Map<string, Route[]>();
+  /** Each route by destination (its DesiredPeer key), for applying only what a batch changed. */
+  private readonly byDst = new Map<string, Route>();
   private readonly reconciler: Reconciler;
   private readonly logger: Logger;
 
@@ -101,7 +103,16 @@ export class RouteNetwork implements Network, ReconcileTarget {
     return this.reconciler.reconcile();
   }
 
-  handleBatch(batch: readonly LeaseEvent[]): void {
+  /** Updates the desired routes from a lease batch; returns the destinations (DesiredPeer keys) it may have changed. */
+  handleBatch(batch: readonly LeaseEvent[]): Set<string> {
+    const changed = new Set<string>();
+    const forget = (key: string): void => {
+      for (const r of this.routes.get(key) ?? []) {
+        const k = String(r.dst);
+        if (this.byDst.get(k) === r) this.byDst.delete(k);
+        changed.add(k);
+      }
+    };
     for (const ev of batch) {
       const { lease } = ev;
       if (lease.attrs.backendType !== this.opts.backendType) {
@@ -113,6 +124,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.logger.info(
           `Subnet removed: ${String(lease.subnet ?? "<nil>")} ${String(lease.ipv6Subnet ?? "")}`.trim(),
         );
+        forget(key);
         this.routes.delete(key);
         continue;
       }
@@ -125,8 +137,14 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.logger.info(`Subnet added: ${String(r.dst)} via ${String(r.gw)}`);
         routes.push(r);
       }
+      forget(key);
       this.routes.set(key, routes);
+      for (const r of routes) {
+        this.byDst.set(String(r.dst), r);
+        changed.add(String(r.dst));
+      }
     }
+    return changed;
   }
 
   // ------------------------------------------------------------------ ReconcileTarget
@@ -137,6 +155,15 @@ export class RouteNetwork implements Network, ReconcileTarget {
 
   desired(): DesiredPeer[] {
     return [...this.routes.values()].flat().map((route) => ({ key: String(route.dst), route }));
+  }
+
+  desiredOf(keys: ReadonlySet<string>): DesiredPeer[] {
+    const out: DesiredPeer[] = [];
+    for (const key of keys) {
+      const route = this.byDst.get(key);
+      if (route !== undefined) out.push({ key, route });
+    }
+    return out;
   }
 
   actual(): ActualState {

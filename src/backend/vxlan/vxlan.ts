@@ -122,6 +122,8 @@ function peerKey(lease: Lease): string {
 
 export class VxlanNetwork implements Network, ReconcileTarget {
   private readonly peers = new Map<string, Peer>();
+  /** Each peer subnet (a DesiredPeer key) → its peer and family, for applying only what a batch changed. */
+  private readonly bySubnet = new Map<string, { peer: Peer; family: Family }>();
   private readonly reconciler: Reconciler;
 
   constructor(
@@ -165,13 +167,29 @@ export class VxlanNetwork implements Network, ReconcileTarget {
     }
   }
 
-  /** One reconcile pass now (tests and `flannelctl` use it; `run` does it by itself). */
+  /** One full reconcile pass now (tests and `flannelctl` use it; `run` does it by itself). */
   reconcileNow(): ReturnType<Reconciler["reconcile"]> {
     return this.reconciler.reconcile();
   }
 
-  /** Updates the desired state from a lease batch; the caller runs one reconcile pass afterwards. */
-  handleBatch(batch: readonly LeaseEvent[]): void {
+  /** Forgets a peer's subnets in the index; returns them (DesiredPeer keys) as changed. */
+  private unindex(peer: Peer | undefined, changed: Set<string>): void {
+    if (peer === undefined) return;
+    for (const f of FAMILIES) {
+      const v: RemoteVtep | undefined = peer.vteps[f];
+      if (v === undefined) continue;
+      const k: string = v.subnet.toString();
+      if (this.bySubnet.get(k)?.peer === peer) this.bySubnet.delete(k);
+      changed.add(k);
+    }
+  }
+
+  /**
+   * Updates the desired state from a lease batch; returns the DesiredPeer keys (subnets) it may have
+   * changed, which the reconciler applies.
+   */
+  handleBatch(batch: readonly LeaseEvent[]): Set<string> {
+    const changed = new Set<string>();
     for (const ev of batch) {
       const { lease } = ev;
       const attrs = lease.attrs;
@@ -185,6 +203,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       if (ev.type === "removed") {
         const known = this.peers.get(key);
         this.peers.delete(key);
+        this.unindex(known, changed);
         for (const f of FAMILIES) {
           const v = known?.vteps[f];
           if (v !== undefined) {
@@ -217,8 +236,17 @@ export class VxlanNetwork implements Network, ReconcileTarget {
           );
       }
       // A lease we cannot use is skipped as upstream does; what an earlier version of it programmed stays.
-      if (ok) this.peers.set(key, peer);
+      if (!ok) continue;
+      this.unindex(this.peers.get(key), changed);
+      this.peers.set(key, peer);
+      for (const f of FAMILIES) {
+        const v = peer.vteps[f];
+        if (v === undefined) continue;
+        this.bySubnet.set(v.subnet.toString(), { peer, family: f });
+        changed.add(v.subnet.toString());
+      }
     }
+    return changed;
   }
 
   private remoteVtep(lease: Lease, attrs: LeaseAttrs, f: Family): RemoteVtep | undefined {
@@ -276,31 +304,45 @@ export class VxlanNetwork implements Network, ReconcileTarget {
     if (errors.length > 0) throw new Error(errors.join("; "));
   }
 
+  /** One peer's entries on one device; undefined when the peer has none there or the device is missing. */
+  private entriesOf(peer: Peer, v: Vtep): DesiredPeer | undefined {
+    const r = peer.vteps[v.family];
+    if (r === undefined || v.index === 0) return undefined;
+    const key = r.subnet.toString();
+    if (r.direct) return { key, route: { family: v.family, dst: r.subnet, gw: r.publicIp } };
+    return {
+      key,
+      neighbour: { linkIndex: v.index, ip: r.subnet.ip, mac: r.mac },
+      fdb: { linkIndex: v.index, mac: r.mac, dst: r.publicIp },
+      route: {
+        family: v.family,
+        dst: r.subnet,
+        gw: r.subnet.ip,
+        linkIndex: v.index,
+        onlink: true,
+        scope: RT_SCOPE_UNIVERSE,
+      },
+    };
+  }
+
   desired(): DesiredPeer[] {
     const out: DesiredPeer[] = [];
     for (const peer of this.peers.values()) {
       for (const v of this.vteps) {
-        const r = peer.vteps[v.family];
-        if (r === undefined || v.index === 0) continue;
-        const key = r.subnet.toString();
-        if (r.direct) {
-          out.push({ key, route: { family: v.family, dst: r.subnet, gw: r.publicIp } });
-          continue;
-        }
-        out.push({
-          key,
-          neighbour: { linkIndex: v.index, ip: r.subnet.ip, mac: r.mac },
-          fdb: { linkIndex: v.index, mac: r.mac, dst: r.publicIp },
-          route: {
-            family: v.family,
-            dst: r.subnet,
-            gw: r.subnet.ip,
-            linkIndex: v.index,
-            onlink: true,
-            scope: RT_SCOPE_UNIVERSE,
-          },
-        });
+        const d = this.entriesOf(peer, v);
+        if (d !== undefined) out.push(d);
       }
+    }
+    return out;
+  }
+
+  desiredOf(keys: ReadonlySet<string>): DesiredPeer[] {
+    const out: DesiredPeer[] = [];
+    for (const k of keys) {
+      const hit = this.bySubnet.get(k);
+      const v = hit && this.vteps.find((x) => x.family === hit.family);
+      const d = hit && v && this.entriesOf(hit.peer, v);
+      if (d !== undefined) out.push(d);
     }
     return out;
   }
