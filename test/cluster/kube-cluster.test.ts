@@ -385,6 +385,32 @@ for (const backend of ["vxlan", "host-gw"] as const) {
           assert.equal(annotations(await node("node9"))[`${P}/kube-subnet-manager`], undefined);
         });
 
+        it("SIGTERM while waiting for the node list ends flanneld cleanly, without a sync error", async () => {
+          await kube().forbid("list", "nodes"); // the informer's first list keeps failing
+          try {
+            const n = plan.nodes[0] as NodePlan;
+            nextRun += 1;
+            const f = startFlanneld(
+              "fault",
+              n.ns,
+              { NODE_NAME: "node9" },
+              join(stateDir, `fault-${nextRun}.env`),
+            );
+            await waitFor(
+              () => f.log().includes("Failed to list nodes"),
+              30_000,
+              "flanneld to retry the node list",
+            );
+            assert.match(f.log(), /Failed to list nodes .*RBAC permission "nodes: list, watch"/);
+            f.child.kill("SIGTERM");
+            assert.equal(await exitWithin(f, 15_000), 0, f.log());
+            assert.doesNotMatch(f.log(), /deadline exceeded|Failed to create SubnetManager/, f.log());
+            assert.doesNotMatch(f.log(), STACK_FRAME, f.log());
+          } finally {
+            await kube().allow("list", "nodes");
+          }
+        });
+
         it("pods: get forbidden: exit 1 naming the pod, the server's reason and the missing permission", async () => {
           await kube().addPod(POD_NS, "kube-flannel-ds-node9", "node9");
           await kube().forbid("get", "pods");
