@@ -26,7 +26,7 @@ import {
   ETCD_PEER_PORT,
   flannelConflist,
   flanneldArgs,
-  networkConfigJson,
+  labNetworkConfigJson,
   planLab,
   type CniConflist,
   type LabPlan,
@@ -45,10 +45,16 @@ export interface LabOptions {
   nodes: number;
   podsPerNode: number;
   backend: string;
-  /** Pod network; default 10.244.0.0/16. */
-  network?: string;
+  /** IPv4 pod network; default 10.244.0.0/16; null: IPv6-only. */
+  network?: string | null;
+  /** IPv6 pod network (dual stack, or IPv6-only with `network: null`); adds an IPv6 underlay. */
+  ipv6Network?: string | null;
+  /** `EnableNFTables: true` in the net-conf. */
+  enableNftables?: boolean;
   /** Underlay network; default 192.168.250.0/24. */
   underlayCidr?: string;
+  /** IPv6 underlay, used with `ipv6Network`; default fd00:250::/64. */
+  underlayV6Cidr?: string;
   stateDir: string;
   /** flanneld's command (its flags are appended); default `node <repo>/bin/flanneld`; null: no flanneld. */
   flanneldCmd?: readonly string[] | null;
@@ -81,7 +87,8 @@ export interface MatrixResult {
   pods: PodInfo[];
   /** ok[i][j]: pod i reached pod j. */
   ok: boolean[][];
-  failures: { from: string; to: string; output: string }[];
+  /** `family` names the address family that failed. */
+  failures: { from: string; to: string; family?: 4 | 6; output: string }[];
   allOk: boolean;
 }
 
@@ -212,9 +219,13 @@ export class Lab {
           const ns = plan.underlayNs;
           exec("ip", ["link", "add", plan.bridge, "type", "bridge"], { ns });
           exec("ip", ["addr", "add", plan.bridgeAddr, "dev", plan.bridge], { ns });
+          if (plan.bridgeAddr6 !== null) {
+            exec("ip", ["-6", "addr", "add", plan.bridgeAddr6, "dev", plan.bridge, "nodad"], { ns });
+          }
           exec("ip", ["link", "set", plan.bridge, "up"], { ns });
         },
-        () => `${plan.underlayNs}: bridge ${plan.bridge} ${plan.bridgeAddr}`,
+        () =>
+          `${plan.underlayNs}: bridge ${plan.bridge} ${plan.bridgeAddr}${plan.bridgeAddr6 === null ? "" : ` ${plan.bridgeAddr6}`}`,
       );
       await step(
         `Creating ${plan.nodes.length} node namespaces`,
@@ -245,15 +256,9 @@ export class Lab {
             throw err;
           }
           this.recordProcess(rec);
-          etcdPut(
-            plan.underlayNs,
-            plan.etcdEndpoint,
-            ETCD_NETWORK_CONFIG_KEY,
-            networkConfigJson(plan.network, plan.backend),
-          );
+          etcdPut(plan.underlayNs, plan.etcdEndpoint, ETCD_NETWORK_CONFIG_KEY, labNetworkConfigJson(plan));
         },
-        () =>
-          `${plan.etcdEndpoint}, ${ETCD_NETWORK_CONFIG_KEY} = ${networkConfigJson(plan.network, plan.backend)}`,
+        () => `${plan.etcdEndpoint}, ${ETCD_NETWORK_CONFIG_KEY} = ${labNetworkConfigJson(plan)}`,
       );
       if (flanneldCmd !== null) {
         await step(
@@ -279,7 +284,12 @@ export class Lab {
         "Waiting for every node's subnet lease",
         () => this.waitForSubnets(plan, opts.subnetTimeoutMs ?? 60_000, opts.signal),
         () =>
-          plan.nodes.map((n) => `${n.name}=${readSubnetEnv(n.subnetFile).FLANNEL_SUBNET ?? "?"}`).join(" "),
+          plan.nodes
+            .map((n) => {
+              const env = readSubnetEnv(n.subnetFile);
+              return `${n.name}=${[env.FLANNEL_SUBNET, env.FLANNEL_IPV6_SUBNET].filter((x) => x !== undefined).join(",") || "?"}`;
+            })
+            .join(" "),
       );
       if (plan.nodes.some((n) => n.pods.length > 0)) {
         await step(
@@ -324,15 +334,18 @@ export class Lab {
         ns: n.ns,
         underlayAddr: n.underlayAddr,
         underlayIp: n.underlayIp,
+        ...(n.underlayIp6 === undefined ? {} : { underlayIp6: n.underlayIp6 }),
         subnetFile: n.subnetFile,
         pods: n.pods.map((p) => {
           const pod: PodInfo = { name: p.name, ns: p.ns, node: n.name };
-          const ip = this.podIps.get(p.ns);
-          if (ip !== undefined) pod.ip = ip;
+          const ips = this.podIps.get(p.ns);
+          if (ips?.v4 !== undefined) pod.ip = ips.v4;
+          if (ips?.v6 !== undefined) pod.ipv6 = ips.v6;
           return pod;
         }),
       };
       if (env.FLANNEL_SUBNET !== undefined) info.subnet = env.FLANNEL_SUBNET;
+      if (env.FLANNEL_IPV6_SUBNET !== undefined) info.ipv6Subnet = env.FLANNEL_IPV6_SUBNET;
       if (env.FLANNEL_MTU !== undefined) info.mtu = Number(env.FLANNEL_MTU);
       if (fl) {
         info.flanneldPid = fl.pid;
@@ -344,6 +357,7 @@ export class Lab {
       prefix: plan.prefix,
       backend: plan.backend,
       network: plan.network,
+      ipv6Network: plan.ipv6Network,
       underlayCidr: plan.underlayCidr,
       underlayNs: plan.underlayNs,
       bridge: plan.bridge,
@@ -353,32 +367,49 @@ export class Lab {
     };
   }
 
-  /** Every ordered pair of pods pings once (a few packets); at most `parallel` pings run at a time. */
+  /**
+   * Every ordered pair of pods pings once (a few packets) per address family of the pod network (`ping -6`
+   * for IPv6); at most `parallel` pings run at a time. ok[i][j] holds when every family got through.
+   */
   async connectivityMatrix(opts: { parallel?: number } = {}): Promise<MatrixResult> {
-    const pods = this.topology().nodes.flatMap((n) => n.pods);
-    const ok = pods.map(() => pods.map(() => false));
+    const topo = this.topology();
+    const pods = topo.nodes.flatMap((n) => n.pods);
+    const families: (4 | 6)[] = [];
+    if (topo.network !== null) families.push(4);
+    if (topo.ipv6Network) families.push(6);
+    const ok = pods.map(() => pods.map(() => true));
     const failures: MatrixResult["failures"] = [];
-    const jobs: [number, number][] = [];
-    pods.forEach((_, i) => pods.forEach((__, j) => jobs.push([i, j])));
+    const jobs: [number, number, 4 | 6][] = [];
+    pods.forEach((_, i) => pods.forEach((__, j) => families.forEach((f) => jobs.push([i, j, f]))));
     let next = 0;
     const worker = async (): Promise<void> => {
       for (;;) {
         const job = jobs[next++];
         if (!job) return;
-        const [i, j] = job;
+        const [i, j, family] = job;
         const from = pods[i] as PodInfo;
         const to = pods[j] as PodInfo;
-        if (to.ip === undefined) {
-          failures.push({ from: from.name, to: to.name, output: `${to.name} has no IP address` });
+        const ip = family === 4 ? to.ip : to.ipv6;
+        if (ip === undefined) {
+          (ok[i] as boolean[])[j] = false;
+          failures.push({
+            from: from.name,
+            to: to.name,
+            family,
+            output: `${to.name} has no IPv${family} address`,
+          });
           continue;
         }
-        // Two probes, 200 ms apart, 2 s to answer: the first may be spent on ARP on a cold path.
-        const res = await tryExecAsync("ping", ["-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", to.ip], {
+        // Two probes, 200 ms apart, 2 s to answer: the first may be spent on ARP/ND on a cold path.
+        const args = ["-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", ip];
+        const res = await tryExecAsync("ping", family === 6 ? ["-6", ...args] : args, {
           ns: from.ns,
           timeoutMs: 20_000,
         });
-        if (res.code === 0) (ok[i] as boolean[])[j] = true;
-        else failures.push({ from: from.name, to: to.name, output: (res.stdout + res.stderr).trim() });
+        if (res.code !== 0) {
+          (ok[i] as boolean[])[j] = false;
+          failures.push({ from: from.name, to: to.name, family, output: (res.stdout + res.stderr).trim() });
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, opts.parallel ?? 16) }, worker));
@@ -427,7 +458,7 @@ export class Lab {
 
   // ---- internals ----------------------------------------------------------------------------------
 
-  private readonly podIps = new Map<string, string>();
+  private readonly podIps = new Map<string, { v4?: string; v6?: string }>();
 
   private save(): void {
     if (this.state) writeState(this.state);
@@ -477,6 +508,10 @@ export class Lab {
     });
     exec("ip", ["link", "set", node.underlayVeth, "master", plan.bridge, "up"], { ns: plan.underlayNs });
     exec("ip", ["addr", "add", node.underlayAddr, "dev", "eth0"], { ns: node.ns });
+    if (node.underlayAddr6 !== undefined) {
+      exec("ip", ["-6", "addr", "add", node.underlayAddr6, "dev", "eth0", "nodad"], { ns: node.ns });
+      exec("sysctl", ["-q", "-w", "net.ipv6.conf.all.forwarding=1"], { ns: node.ns });
+    }
     exec("ip", ["link", "set", "eth0", "up"], { ns: node.ns });
     exec("sysctl", ["-q", "-w", "net.ipv4.ip_forward=1"], { ns: node.ns });
   }
@@ -488,7 +523,8 @@ export class Lab {
       signal?.throwIfAborted();
       for (const node of pending) {
         const env = readSubnetEnv(node.subnetFile);
-        if (env.FLANNEL_SUBNET !== undefined && env.FLANNEL_MTU !== undefined) pending.delete(node);
+        const leased = env.FLANNEL_SUBNET ?? env.FLANNEL_IPV6_SUBNET;
+        if (leased !== undefined && env.FLANNEL_MTU !== undefined) pending.delete(node);
       }
       if (pending.size === 0) return;
       for (const node of pending) {
@@ -562,14 +598,22 @@ export class Lab {
         );
       }
     }
-    const ip = firstIpv4(prev);
-    if (ip === undefined) {
-      throw new FlannelError(
-        "LAB_CNI",
-        `CNI ADD of ${pod.name} returned no IPv4 address: ${JSON.stringify(prev)}`,
-      );
+    const plan = this.layout;
+    const ips: { v4?: string; v6?: string } = {};
+    for (const [family, want] of [
+      [4, plan.network !== null],
+      [6, plan.ipv6Network !== null],
+    ] as const) {
+      const ip = firstIp(prev, family);
+      if (want && ip === undefined) {
+        throw new FlannelError(
+          "LAB_CNI",
+          `CNI ADD of ${pod.name} returned no IPv${family} address: ${JSON.stringify(prev)}`,
+        );
+      }
+      if (ip !== undefined) ips[family === 4 ? "v4" : "v6"] = ip;
     }
-    this.podIps.set(pod.ns, ip);
+    this.podIps.set(pod.ns, ips);
   }
 
   private async iperf(
@@ -708,9 +752,16 @@ export function readSubnetEnv(path: string): Record<string, string> {
 
 /** The first IPv4 address (without prefix length) of a CNI result (0.3.x/0.4.0/1.x `ips`). */
 export function firstIpv4(result: unknown): string | undefined {
+  return firstIp(result, 4);
+}
+
+/** The first address of one family (without prefix length) of a CNI result. */
+export function firstIp(result: unknown, family: 4 | 6): string | undefined {
   const ips = (result as { ips?: { address?: unknown; version?: unknown }[] } | undefined)?.ips;
   for (const ip of ips ?? []) {
-    if (typeof ip.address === "string" && !ip.address.includes(":")) return ip.address.split("/")[0];
+    if (typeof ip.address === "string" && ip.address.includes(":") === (family === 6)) {
+      return ip.address.split("/")[0];
+    }
   }
   return undefined;
 }

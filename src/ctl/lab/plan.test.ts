@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { FlannelError } from "../../errors.ts";
-import { flannelConflist, flanneldArgs, networkConfigJson, planLab } from "./plan.ts";
+import { flannelConflist, flanneldArgs, labNetworkConfigJson, networkConfigJson, planLab } from "./plan.ts";
 
 const base = { prefix: "flsb", stateDir: "/s", nodes: 2, podsPerNode: 2, backend: "vxlan" };
 
@@ -40,6 +40,13 @@ describe("planLab", () => {
     ["fractional pods", { podsPerNode: 1.5 }, /Invalid pods per node 1.5/],
     ["a bad prefix", { prefix: "Bad_Prefix" }, /Invalid lab prefix "Bad_Prefix"/],
     ["an IPv6 network", { network: "fc00::/48" }, /Invalid pod network fc00::\/48: expected an IPv4 CIDR/],
+    ["an IPv4 ipv6Network", { ipv6Network: "10.9.0.0/16" }, /Invalid IPv6 pod network 10.9.0.0\/16/],
+    ["no network at all", { network: null }, /No pod network: give an IPv4 network, an IPv6 network or both/],
+    [
+      "an overlapping IPv6 underlay",
+      { ipv6Network: "fd00:250::/56" },
+      /IPv6 underlay fd00:250::\/64 overlaps the IPv6 pod network fd00:250::\/56/,
+    ],
     ["a tiny underlay", { underlayCidr: "192.168.250.0/29" }, /too small for 2 nodes/],
     ["overlapping CIDRs", { underlayCidr: "10.244.9.0/24" }, /overlaps the pod network 10.244.0.0\/16/],
   ] as const) {
@@ -79,5 +86,34 @@ describe("planLab", () => {
         },
       ],
     });
+  });
+
+  it("adds an IPv6 underlay and net-conf fields for dual stack, IPv6-only and nftables", () => {
+    const v4 = planLab(base);
+    assert.equal(v4.ipv6Network, null);
+    assert.equal(v4.bridgeAddr6, null);
+    assert.equal(v4.nodes[0]?.underlayAddr6, undefined);
+    assert.equal(labNetworkConfigJson(v4), '{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+
+    const dual = planLab({ ...base, ipv6Network: "fd00:10:244::/56", enableNftables: true });
+    assert.equal(dual.bridgeAddr6, "fd00:250::1/64");
+    assert.deepEqual(
+      dual.nodes.map((n) => [n.underlayAddr6, n.underlayIp6]),
+      [
+        ["fd00:250::b/64", "fd00:250::b"],
+        ["fd00:250::c/64", "fd00:250::c"],
+      ],
+    );
+    assert.equal(
+      labNetworkConfigJson(dual),
+      '{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","EnableNFTables":true,"Backend":{"Type":"vxlan"}}',
+    );
+
+    const v6 = planLab({ ...base, network: null, ipv6Network: "fd00:10:244::/56", backend: "host-gw" });
+    assert.equal(v6.network, null);
+    assert.equal(
+      labNetworkConfigJson(v6),
+      '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00:10:244::/56","Backend":{"Type":"host-gw"}}',
+    );
   });
 });
