@@ -204,9 +204,7 @@ for (const backend of ["vxlan", "host-gw"] as const) {
               },
               60_000,
               "every node's subnet.env",
-            ).catch((err: unknown) => {
-              throw new Error(String(err instanceof Error ? err.message : err));
-            });
+            );
           },
         });
       });
