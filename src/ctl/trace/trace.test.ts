@@ -156,4 +156,32 @@ describe("planTrace", () => {
       ["pod → cni0", "host route", "next hop", "peer cni0 → pod"],
     );
   });
+  it("follows the udp backend through flannel0 and its proxy, and stops where no lease covers the target", () => {
+    const facts = vxlanNode();
+    facts.links = facts.links.filter((l) => l.name !== "flannel.1");
+    facts.links.push({
+      name: "flannel0",
+      index: 5,
+      kind: "tun",
+      mtu: 1472,
+      up: true,
+      masterIndex: 0,
+      mac: "",
+      addrs: ["10.244.1.0/32"],
+    });
+    facts.routes = [
+      { dst: "10.244.0.0/16", dev: "flannel0" },
+      { dst: "10.244.1.0/24", dev: "cni0" },
+    ];
+    facts.neighbours = [];
+    facts.fdb = [];
+    facts.leases = [{ subnet: "10.244.2.0/24", publicIp: "192.168.250.12", backendType: "" }];
+    const r = planTrace(facts, ip("10.244.1.2"), ip("10.244.2.3"));
+    assert.equal(r.complete, true);
+    const proxy = r.steps.find((st) => st.hop === "udp proxy");
+    assert.match(proxy?.entry ?? "", /192\.168\.250\.12:8285/);
+    const lost = planTrace(facts, ip("10.244.1.2"), ip("10.244.9.3"));
+    assert.equal(lost.complete, false);
+    assert.match(renderTrace(lost), /ICMP net-unreachable/);
+  });
 });
