@@ -67,6 +67,30 @@ async function exitWithin(f: Flanneld, ms: number): Promise<number | null> {
   }
 }
 
+/**
+ * Polls `cond` until it holds; throws at once (with the log) when one of `daemons` exits meanwhile, so a
+ * crashing flanneld fails the test in seconds, not at the deadline.
+ */
+async function whileRunning(
+  daemons: Flanneld[],
+  cond: () => boolean,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const dead = daemons.find((f) => !f.running());
+    if (dead) throw new Error(`flanneld on ${dead.node} exited while waiting for ${what}:\n${dead.log()}`);
+    if (cond()) return;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `Timed out after ${timeoutMs} ms waiting for ${what}:\n${daemons.map((f) => f.log()).join("\n")}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 async function stopFlanneld(f: Flanneld): Promise<number | null> {
   if (!f.running()) return f.exit;
   f.child.kill("SIGTERM"); // by the PID we started (ip netns exec execs node, so it is flanneld's PID)
@@ -196,12 +220,9 @@ for (const backend of ["vxlan", "host-gw"] as const) {
             await api.addPod(POD_NS, "kube-flannel-ds-node2", "node2");
             for (const n of plan.nodes) startNode(n);
             // Fail fast with the log of a flanneld that died, instead of the lab's subnet.env timeout.
-            await waitFor(
-              () => {
-                const dead = [...daemons.values()].find((f) => !f.running());
-                if (dead) throw new Error(`flanneld on ${dead.node} exited:\n${dead.log()}`);
-                return plan.nodes.every((n) => existsSync(n.subnetFile));
-              },
+            await whileRunning(
+              [...daemons.values()],
+              () => plan.nodes.every((n) => existsSync(n.subnetFile)),
               60_000,
               "every node's subnet.env",
             );
@@ -297,11 +318,9 @@ for (const backend of ["vxlan", "host-gw"] as const) {
           // Without the device, only the annotation can give the MAC back; peers still point at it.
           assert.equal(nsRun(n.ns, "ip", ["link", "del", "flannel.1"]).code, 0);
           const f = startNode(n);
-          await waitFor(
-            () => {
-              if (!f.running()) throw new Error(`restarted flanneld exited:\n${f.log()}`);
-              return f.log().includes("flannel is ready");
-            },
+          await whileRunning(
+            [f],
+            () => f.log().includes("flannel is ready"),
             30_000,
             "the restarted flanneld to be ready",
           );
