@@ -5,7 +5,7 @@ import { IpNet } from "../ip/net.ts";
 import { MemoryLogger } from "../log/logger.ts";
 import type { SubnetManager } from "../subnet/manager.ts";
 import type { Lease, LeaseEvent, LeaseWatchResult } from "./lease.ts";
-import { LeaseWatcher, watchLeaseBatches } from "./watcher.ts";
+import { LeaseWatcher, sameSubnet, watchLeaseBatches } from "./watcher.ts";
 
 function lease(opts: {
   v4?: string;
@@ -139,4 +139,111 @@ test("watchLeaseBatches merges one pull into one batch and logs each element", a
     log.lines[0] ?? "",
     /^I Batch elem \[0\] is \{ lease\.Event\{Type:added, .*Subnet:10\.244\.2\.0\/24/,
   );
+});
+
+/** The linear-scan watcher the index replaced: the reference its results must equal. */
+class LinearWatcher {
+  leases: Lease[] = [];
+  constructor(private readonly own: Lease) {}
+  private isOwn(l: Lease): boolean {
+    return sameSubnet(l.enableIpv4, l.enableIpv6, this.own, l);
+  }
+  private find(l: Lease): number {
+    return this.leases.findIndex((o) => sameSubnet(o.enableIpv4, o.enableIpv6, o, l));
+  }
+  reset(snapshot: readonly Lease[]): LeaseEvent[] {
+    const out: LeaseEvent[] = [];
+    const previous = [...this.leases];
+    const next: Lease[] = [];
+    for (const nl of snapshot) {
+      if (this.isOwn(nl)) continue;
+      next.push(nl);
+      const i = previous.findIndex((o) => sameSubnet(o.enableIpv4, o.enableIpv6, o, nl));
+      if (i === -1) out.push({ type: "added", lease: nl });
+      else previous.splice(i, 1);
+    }
+    for (const l of previous) out.push({ type: "removed", lease: l });
+    this.leases = next;
+    return out;
+  }
+  update(events: readonly LeaseEvent[]): LeaseEvent[] {
+    const out: LeaseEvent[] = [];
+    for (const e of events) {
+      if (this.isOwn(e.lease)) continue;
+      const i = this.find(e.lease);
+      if (e.type === "added") {
+        if (i === -1) this.leases.push(e.lease);
+        else this.leases[i] = e.lease;
+        out.push(e);
+      } else {
+        const stored = this.leases[i];
+        if (stored !== undefined) this.leases.splice(i, 1);
+        out.push({ type: "removed", lease: stored ?? e.lease });
+      }
+    }
+    return out;
+  }
+}
+
+test("the indexed watcher agrees with a linear scan on random mixed-family events and snapshots", () => {
+  // A small subnet space with all four flag kinds makes collisions between families (a v4-only and a
+  // dual-stack lease with the same v4 subnet, repeated subnets in a snapshot) frequent.
+  let seed = 12345;
+  const rnd = (n: number): number => {
+    // mulberry32: small, deterministic, and its low bits are as random as its high ones.
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
+  };
+  const flagKinds = ["v4", "v6", "dual", "none"] as const;
+  const random = (): Lease => {
+    const flags = flagKinds[rnd(4)] ?? "v4";
+    const v4 = rnd(5) === 0 ? undefined : `10.244.${rnd(6)}.0/24`;
+    const v6 = rnd(5) === 0 ? undefined : `fd00:${rnd(6)}::/64`;
+    return lease({
+      flags,
+      ip: `192.168.0.${rnd(250)}`,
+      ...(v4 === undefined ? {} : { v4 }),
+      ...(v6 === undefined ? {} : { v6 }),
+    });
+  };
+  const ownL = lease({ v4: "10.244.0.0/24", v6: "fd00:0::/64" });
+  for (let round = 0; round < 200; round++) {
+    const w = new LeaseWatcher(ownL, new MemoryLogger());
+    const ref = new LinearWatcher(ownL);
+    for (let step = 0; step < 40; step++) {
+      if (rnd(8) === 0) {
+        const snap = Array.from({ length: rnd(8) }, random);
+        assert.deepEqual(show(w.reset(snap)), show(ref.reset(snap)), `round ${round} step ${step} reset`);
+      } else {
+        const events: LeaseEvent[] = Array.from({ length: 1 + rnd(4) }, () => ({
+          type: rnd(3) === 0 ? "removed" : "added",
+          lease: random(),
+        }));
+        assert.deepEqual(show(w.update(events)), show(ref.update(events)), `round ${round} step ${step}`);
+      }
+      assert.deepEqual(
+        show(w.known().map((l) => ({ type: "added", lease: l }))),
+        show(ref.leases.map((l) => ({ type: "added" as const, lease: l }))),
+      );
+    }
+  }
+});
+
+test("20,000 streamed leases are each found again by their subnet on removal", () => {
+  // A removal must hand back the stored lease (not the bare event's) and log nothing for every one of them.
+  const log = new MemoryLogger();
+  const w = new LeaseWatcher(own, log);
+  const all = Array.from({ length: 20_000 }, (_, i) =>
+    lease({ v4: `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}/32`, ip: "192.168.0.2" }),
+  );
+  for (const l of all) w.update([{ type: "added", lease: l }]);
+  assert.equal(w.known().length, 20_000);
+  for (const l of all) {
+    const [e] = w.update([{ type: "removed", lease: { ...l, attrs: { ...l.attrs } } }]);
+    assert.ok(e?.lease === l, `removal of ${String(l.subnet)} did not return the stored lease`);
+  }
+  assert.equal(w.known().length, 0);
+  assert.deepEqual(log.lines, []);
 });

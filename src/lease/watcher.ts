@@ -10,8 +10,10 @@
 //   backend needs the peer's MAC / public IP to undo what it programmed.
 // - Difference from upstream: our own lease is never stored. Upstream copies the whole snapshot (own lease
 //   included) into its list, so a second snapshot reports our own lease as removed; here it never is.
-// - Each list scan is O(known leases); batches are small and the list is one entry per node, so a linear
-//   scan keeps the code obvious (1000 nodes × 1000-event snapshot is still ~1 ms).
+// - Lookups are O(1) per event through `LeaseIndex`: a linear scan per event made 10,000 streamed leases
+//   quadratic (~1 s of CPU already at 1000). A stored lease is found by the key its *own* flags select
+//   (v4: Subnet, v6: IPv6Subnet, dual: both, neither: Subnet), so an incoming lease is looked up under all
+//   three key forms, and the earliest stored match wins — the entry a linear scan would have found first.
 
 import type { IpNet } from "../ip/net.ts";
 import type { Logger } from "../log/logger.ts";
@@ -31,8 +33,105 @@ export function sameSubnet(v4: boolean, v6: boolean, a: Lease, b: Lease): boolea
   return sameNet(a.subnet, b.subnet);
 }
 
+function netKey(n: IpNet | null): string {
+  return n === null ? "-" : `${n.ip.family}:${n.ip.value.toString(16)}/${n.prefixLen}`;
+}
+
+/** The key under which a stored lease is found, chosen by its own flags (see `sameSubnet`). */
+function storedKey(l: Lease): string {
+  if (l.enableIpv6 && !l.enableIpv4) return `6 ${netKey(l.ipv6Subnet)}`;
+  if (l.enableIpv6 && l.enableIpv4) return `46 ${netKey(l.subnet)} ${netKey(l.ipv6Subnet)}`;
+  return `4 ${netKey(l.subnet)}`;
+}
+
+/** The keys of stored leases that `sameSubnet(stored flags, stored, l)` would match. */
+function lookupKeys(l: Lease): [string, string, string] {
+  const v4 = netKey(l.subnet);
+  const v6 = netKey(l.ipv6Subnet);
+  return [`4 ${v4}`, `6 ${v6}`, `46 ${v4} ${v6}`];
+}
+
+/**
+ * An ordered set of leases, found by subnet key in O(1). Order is insertion order (a replaced lease keeps
+ * its place), as in the array a linear scan would walk; slots are numbered in that order.
+ */
+class LeaseIndex {
+  private readonly bySlot = new Map<number, Lease>();
+  /** Slots per stored key, ascending; more than one only when a snapshot repeats a subnet. */
+  private readonly byKey = new Map<string, number[]>();
+  private nextSlot = 0;
+  private cache: Lease[] | undefined;
+
+  values(): Lease[] {
+    this.cache ??= [...this.bySlot.values()];
+    return this.cache;
+  }
+
+  get(slot: number): Lease | undefined {
+    return this.bySlot.get(slot);
+  }
+
+  push(lease: Lease): void {
+    const slot = this.nextSlot++;
+    this.bySlot.set(slot, lease);
+    this.link(storedKey(lease), slot);
+    this.cache = undefined;
+  }
+
+  /** The first slot (in order) whose lease is the same subnet as `lease` by the stored lease's flags. */
+  find(lease: Lease): number | undefined {
+    let best: number | undefined;
+    for (const k of lookupKeys(lease)) {
+      const s = this.byKey.get(k)?.[0];
+      if (s !== undefined && (best === undefined || s < best)) best = s;
+    }
+    return best;
+  }
+
+  replace(slot: number, lease: Lease): void {
+    const old = this.bySlot.get(slot);
+    if (old === undefined) return;
+    this.bySlot.set(slot, lease);
+    const ok = storedKey(old);
+    const nk = storedKey(lease);
+    if (ok !== nk) {
+      this.unlink(ok, slot);
+      this.link(nk, slot);
+    }
+    this.cache = undefined;
+  }
+
+  delete(slot: number): void {
+    const old = this.bySlot.get(slot);
+    if (old === undefined) return;
+    this.bySlot.delete(slot);
+    this.unlink(storedKey(old), slot);
+    this.cache = undefined;
+  }
+
+  private link(key: string, slot: number): void {
+    const slots = this.byKey.get(key);
+    if (slots === undefined) {
+      this.byKey.set(key, [slot]);
+      return;
+    }
+    // Keep ascending order; a replaced lease may move to a key whose slots are newer than its own.
+    let i = slots.length;
+    while (i > 0 && (slots[i - 1] as number) > slot) i--;
+    slots.splice(i, 0, slot);
+  }
+
+  private unlink(key: string, slot: number): void {
+    const slots = this.byKey.get(key);
+    if (slots === undefined) return;
+    const i = slots.indexOf(slot);
+    if (i !== -1) slots.splice(i, 1);
+    if (slots.length === 0) this.byKey.delete(key);
+  }
+}
+
 export class LeaseWatcher {
-  private leases: Lease[] = [];
+  private leases = new LeaseIndex();
 
   constructor(
     /** This node's lease; leases with its subnet(s) are never reported. */
@@ -42,7 +141,7 @@ export class LeaseWatcher {
 
   /** The other nodes' leases currently known. */
   known(): readonly Lease[] {
-    return this.leases;
+    return this.leases.values();
   }
 
   private isOwn(l: Lease): boolean {
@@ -52,16 +151,17 @@ export class LeaseWatcher {
   /** Takes a full snapshot: `added` for leases not known before, `removed` for known leases now absent. */
   reset(snapshot: readonly Lease[]): LeaseEvent[] {
     const batch: LeaseEvent[] = [];
-    const previous = [...this.leases];
-    const next: Lease[] = [];
+    // The old index is consumed: each lease found again leaves it, what remains was removed.
+    const previous = this.leases;
+    const next = new LeaseIndex();
     for (const nl of snapshot) {
       if (this.isOwn(nl)) continue;
       next.push(nl);
-      const i = previous.findIndex((ol) => sameSubnet(ol.enableIpv4, ol.enableIpv6, ol, nl));
-      if (i === -1) batch.push({ type: "added", lease: nl });
-      else previous.splice(i, 1);
+      const i = previous.find(nl);
+      if (i === undefined) batch.push({ type: "added", lease: nl });
+      else previous.delete(i);
     }
-    for (const l of previous) batch.push({ type: "removed", lease: l });
+    for (const l of previous.values()) batch.push({ type: "removed", lease: l });
     this.leases = next;
     return batch;
   }
@@ -76,22 +176,18 @@ export class LeaseWatcher {
     return batch;
   }
 
-  private findIndex(lease: Lease): number {
-    return this.leases.findIndex((l) => sameSubnet(l.enableIpv4, l.enableIpv6, l, lease));
-  }
-
   private add(lease: Lease): LeaseEvent {
-    const i = this.findIndex(lease);
-    if (i === -1) this.leases.push(lease);
-    else this.leases[i] = lease;
+    const i = this.leases.find(lease);
+    if (i === undefined) this.leases.push(lease);
+    else this.leases.replace(i, lease);
     return { type: "added", lease };
   }
 
   private remove(lease: Lease): LeaseEvent {
-    const i = this.findIndex(lease);
-    const stored = this.leases[i];
-    if (stored !== undefined) {
-      this.leases.splice(i, 1);
+    const i = this.leases.find(lease);
+    const stored = i === undefined ? undefined : this.leases.get(i);
+    if (i !== undefined && stored !== undefined) {
+      this.leases.delete(i);
       return { type: "removed", lease: stored };
     }
     this.logger.error(
