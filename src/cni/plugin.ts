@@ -14,6 +14,7 @@
 // - Errors: a delegate's own CNI error is passed through unchanged (the Go library unwraps it too); any
 //   other failure is code 999 with upstream's message, plus what to fix where upstream says nothing.
 
+import { VERSION } from "../version.ts";
 import {
   closeSync,
   fchmodSync,
@@ -66,7 +67,7 @@ export interface CniResponse {
 /** The CNI spec versions this plugin accepts, as the Go library's `version.All`. */
 export const SUPPORTED_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] as const;
 export const CURRENT_VERSION = "1.1.0";
-export const ABOUT = "CNI Plugin flannel version flannel-ts (linux) commit unknown";
+export const ABOUT = `CNI Plugin flannel version ${VERSION} (flannel-ts, linux/${process.arch})`;
 
 const COMMANDS = ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] as const;
 type Command = (typeof COMMANDS)[number];
