@@ -277,11 +277,12 @@ describe("nftables dual stack with --ip-blackhole-route and --ip-masq-fully-rand
     assert.deepEqual(res.problems, []);
   });
 
+  // `ip route` lines, each ending in a space so that `startsWith("blackhole <dst> ")` matches whole CIDRs.
   const blackholes = (ns: string, family: "-4" | "-6"): string[] =>
     nsRun(ns, "ip", [family, "route", "show", "type", "blackhole"])
       .stdout.split("\n")
       .filter((l) => l.trim() !== "")
-      .map((l) => l.trim());
+      .map((l) => `${l.trim()} `);
 
   it("puts a blackhole route for the node's IPv4 and IPv6 subnets", async () => {
     for (const n of topo.nodes) {
@@ -293,6 +294,11 @@ describe("nftables dual stack with --ip-blackhole-route and --ip-masq-fully-rand
           blackholes(n.ns, "-6").some((l) => l.startsWith(`blackhole ${sn6} `)),
         30_000,
         `blackhole routes for ${sn} and ${sn6} on ${n.name}`,
+      );
+      // Lowest priority, so that cni0's connected route for the same subnet keeps winning.
+      assert.ok(
+        blackholes(n.ns, "-4").includes(`blackhole ${sn} metric 4294967295 `),
+        blackholes(n.ns, "-4").join("\n"),
       );
     }
   });
