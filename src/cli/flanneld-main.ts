@@ -88,6 +88,7 @@ async function main(): Promise<number> {
             logger: logger.child("iptables.ts"),
             resyncMs: options.iptablesResyncSeconds * 1000,
             randomFullyDisable: options.ipMasqFullyRandomDisable,
+            metrics,
           })
         : new NftablesManager({
             commands,

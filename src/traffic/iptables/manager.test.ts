@@ -1,3 +1,4 @@
+import { createMetrics } from "../../metrics/metrics.ts";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
@@ -179,7 +180,8 @@ test("the resync loop repairs a deleted rule and then stays quiet", async () => 
   const fake = new FakeIptables();
   const log = new MemoryLogger();
   const ac = new AbortController();
-  const m = new IptablesManager({ commands: fake, logger: log, resyncMs: 5 });
+  const metrics = createMetrics();
+  const m = new IptablesManager({ commands: fake, logger: log, resyncMs: 5, metrics });
   try {
     await m.setupAndEnsureMasqRules(masqOpts(ac.signal));
     const rule = masqRules({ network: N, subnet: P, randomFully: true })[3]!;
@@ -198,6 +200,10 @@ test("the resync loop repairs a deleted rule and then stays quiet", async () => 
   // Once repaired, further resyncs only check.
   const restores = fake.callsOf("iptables-restore").length;
   assert.equal(restores, 2);
+  // Each resync is timed and the repair is counted on /metrics.
+  const text = metrics.render();
+  assert.match(text, /flannel_repairs_total\{kind="iptables-rules"\} 1/);
+  assert.match(text, /flannel_resync_duration_seconds_count\{loop="iptables"\} [1-9]/);
 });
 
 test("a changed subnet recycles the previous subnet's rules", async () => {

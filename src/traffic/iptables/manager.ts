@@ -17,6 +17,7 @@
 // - cleanUp removes the jump rules into our chains before flushing and deleting them, so nothing is left
 //   behind (upstream leaves the jumps and thereby its chains: spec Appendix A7).
 
+import type { ReconcileMetrics } from "../../metrics/metrics.ts";
 import { errorMessage, FlannelError } from "../../errors.ts";
 import type { IpNet } from "../../ip/net.ts";
 import type { CommandResult, CommandRunner } from "../../kernel/command.ts";
@@ -43,6 +44,8 @@ export interface IptablesManagerOptions {
   resyncMs: number;
   /** `--ip-masq-fully-random-disable`: never add `--random-fully`. */
   randomFullyDisable?: boolean;
+  /** Where resync durations and rule repairs are reported (flanneld's /metrics). */
+  metrics?: ReconcileMetrics;
 }
 
 interface Capabilities {
@@ -308,25 +311,29 @@ export async function teardownRules(ipt: IptablesFamily, rules: readonly Iptable
   }
 }
 
-/** The resync step: nothing when every rule exists, else delete and re-append the whole set. */
+/**
+ * The resync step: nothing when every rule exists, else delete and re-append the whole set. Resolves true when
+ * rules had to be recreated.
+ */
 export async function ensureRules(
   ipt: IptablesFamily,
   rules: readonly IptablesRule[],
   log: Logger,
-): Promise<void> {
+): Promise<boolean> {
   let exist: boolean;
   try {
     exist = await rulesExist(ipt, rules);
   } catch (err) {
     throw new FlannelError("IPTABLES", `error checking rule existence: ${errorMessage(err)}`, { cause: err });
   }
-  if (exist) return;
+  if (exist) return false;
   log.info("Some iptables rules are missing; deleting and recreating rules");
   try {
     await bootstrapRules(ipt, rules, log);
   } catch (err) {
     throw new FlannelError("IPTABLES", `error setting up rules: ${errorMessage(err)}`, { cause: err });
   }
+  return true;
 }
 
 export class IptablesManager implements TrafficManager {
@@ -497,11 +504,14 @@ export class IptablesManager implements TrafficManager {
         if (isAbort(err, signal)) return;
         throw err;
       }
+      const t0 = performance.now();
       try {
-        await ipt.exclusive(() => ensureRules(ipt, rules, this.log));
+        const repaired = await ipt.exclusive(() => ensureRules(ipt, rules, this.log));
+        if (repaired) this.opts.metrics?.countRepair("iptables-rules");
       } catch (err) {
         this.log.error(`Failed to ensure iptables rules: ${errorMessage(err)}`);
       }
+      this.opts.metrics?.observePass("iptables", (performance.now() - t0) / 1000);
     }
   }
 }
