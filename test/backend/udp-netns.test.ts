@@ -87,19 +87,30 @@ function destUnreachs(ns: Netns): number {
   return Number(values[names.indexOf("InDestUnreachs")]);
 }
 
+function summary(json: string): number | undefined {
+  try {
+    const j = JSON.parse(json) as { end?: { sum_received?: { bits_per_second?: number } } };
+    return j.end?.sum_received?.bits_per_second;
+  } catch {
+    return undefined;
+  }
+}
+
 function iperfGbps(client: Netns, server: Netns, addr: string, seconds: number): number {
-  const srv = server.spawn("iperf3", ["-s", "-1", "-B", addr]);
+  const srv = server.spawn("iperf3", ["-s", "-B", addr]);
   try {
     let res: { code: number; stdout: string; stderr: string } = { code: 1, stdout: "", stderr: "" };
-    // The server needs a moment to listen; retry the connect instead of sleeping a fixed time.
+    // The server needs a moment to listen; retry the connect instead of sleeping a fixed time. iperf3 can also
+    // exit 0 with an `error` and no summary in its JSON when the server was not ready: retry that too.
     for (let i = 0; i < 50; i++) {
       res = client.tryRun("iperf3", ["-c", addr, "-t", String(seconds), "-J"]);
-      if (res.code === 0) break;
+      if (res.code === 0) {
+        const bps = summary(res.stdout);
+        if (bps !== undefined) return bps / 1e9;
+      }
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
     }
-    assert.equal(res.code, 0, `iperf3 failed: ${res.stdout}${res.stderr}`);
-    const j = JSON.parse(res.stdout) as { end: { sum_received: { bits_per_second: number } } };
-    return j.end.sum_received.bits_per_second / 1e9;
+    assert.fail(`iperf3 failed: ${res.stdout}${res.stderr}`);
   } finally {
     srv.kill("SIGKILL");
   }
