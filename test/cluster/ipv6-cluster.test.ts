@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Lab } from "../../src/ctl/lab/lab.ts";
+import { Lab, type MatrixResult } from "../../src/ctl/lab/lab.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
 import { IpNet } from "../../src/ip/net.ts";
 
@@ -41,6 +41,21 @@ function env(file: string): Record<string, string> {
 
 /** `fd00:10:244:3::1/64` → `fd00:10:244:3::/64` (the lease subnet from subnet.env's first address). */
 const masked = (cidr: string): IpNet => IpNet.parse(cidr);
+
+/**
+ * The connectivity matrix once it is all green, or the last one after 30 s. `up()` returns when every node
+ * has its lease; peers' routes, neighbours and FDB entries (and IPv6 DAD on the bridges) may still be settling
+ * on a loaded machine, so the first probe is not the verdict.
+ */
+async function settledMatrix(lab: Lab): Promise<MatrixResult> {
+  let m = await lab.connectivityMatrix();
+  const deadline = Date.now() + 30_000;
+  while (!m.allOk && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    m = await lab.connectivityMatrix();
+  }
+  return m;
+}
 
 const cases = [
   { backend: "vxlan", stack: "ipv6", fullyRandom: true },
@@ -79,7 +94,7 @@ for (const c of cases) {
       });
 
       it(`every ordered pod pair pings${dual ? " with ping and ping -6" : " with ping -6"}`, async () => {
-        const m = await lab.connectivityMatrix();
+        const m = await settledMatrix(lab);
         assert.equal(m.pods.length, 3);
         for (const p of m.pods) {
           assert.ok(p.ipv6 && masked(IPV6_NETWORK).contains(IpNet.parse(`${p.ipv6}/128`).ip), p.ipv6);
@@ -107,6 +122,23 @@ for (const c of cases) {
         }
         const subnets = topo.nodes.map((n) => env(n.subnetFile).FLANNEL_IPV6_SUBNET);
         assert.equal(new Set(subnets).size, 3, `distinct IPv6 subnets: ${subnets.join(" ")}`);
+      });
+
+      it("the CNI plugin gives each pod ranges and routes of its node's families (§8.7)", () => {
+        for (const node of lab.layout.nodes) {
+          const info = topo.nodes.find((n) => n.name === node.name);
+          const pod = node.pods[0];
+          assert.ok(info && pod);
+          const conf = JSON.parse(readFileSync(join(node.cniDataDir, pod.containerId), "utf8")) as {
+            ipam: { ranges: { subnet: string }[][]; routes: { dst: string }[] };
+          };
+          const sn6 = masked(env(node.subnetFile).FLANNEL_IPV6_SUBNET as string).toString();
+          const sn4 = dual ? masked(env(node.subnetFile).FLANNEL_SUBNET as string).toString() : undefined;
+          assert.deepEqual(conf.ipam.ranges, [...(sn4 ? [[{ subnet: sn4 }]] : []), [{ subnet: sn6 }]]);
+          assert.deepEqual(conf.ipam.routes, [...(dual ? [{ dst: NETWORK }] : []), { dst: IPV6_NETWORK }]);
+          const addr = info.pods[0]?.ipv6;
+          assert.ok(addr && IpNet.parse(sn6).contains(IpNet.parse(`${addr}/128`).ip), `${addr} in ${sn6}`);
+        }
       });
 
       it("stores leases under upstream's & keys with the public IPv6 address", () => {

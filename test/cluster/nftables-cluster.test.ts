@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
+import { Lab, repoRoot, type MatrixResult } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs, type NodePlan } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology, NodeInfo } from "../../src/ctl/lab/topology.ts";
 import { IpNet } from "../../src/ip/net.ts";
@@ -66,6 +66,21 @@ async function waitPidGone(pid: number): Promise<void> {
   );
 }
 
+/**
+ * The connectivity matrix once it is all green, or the last one after 30 s. `up()` returns when every node
+ * has its lease; peers' routes, neighbours and FDB entries (and IPv6 DAD on the bridges) may still be settling
+ * on a loaded machine, so the first probe is not the verdict.
+ */
+async function settledMatrix(lab: Lab): Promise<MatrixResult> {
+  let m = await lab.connectivityMatrix();
+  const deadline = Date.now() + 30_000;
+  while (!m.allOk && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    m = await lab.connectivityMatrix();
+  }
+  return m;
+}
+
 /** Every chain name iptables (and ip6tables) shows in the node, in all tables. */
 function iptablesChains(ns: string): string[] {
   const out: string[] = [];
@@ -105,7 +120,7 @@ describe("nftables cluster with vxlan", { skip }, () => {
   });
 
   it("every ordered pod pair pings", async () => {
-    const m = await lab.connectivityMatrix();
+    const m = await settledMatrix(lab);
     assert.equal(m.pods.length, 3);
     assert.deepEqual(m.failures, []);
   });
@@ -248,7 +263,7 @@ describe("nftables cluster with vxlan", { skip }, () => {
     );
     const post = nsRun(node.ns, "nft", ["list", "chain", "ip", "flannel-ipv4", "postrtg"]);
     assert.match(post.stdout, /masquerade fully-random/);
-    const m = await lab.connectivityMatrix();
+    const m = await settledMatrix(lab);
     assert.deepEqual(m.failures, []);
   });
 });
@@ -304,7 +319,7 @@ describe("nftables dual stack with --ip-blackhole-route and --ip-masq-fully-rand
   });
 
   it("pods stay reachable: the blackhole does not shadow the bridge's route, every pair pings", async () => {
-    const m = await lab.connectivityMatrix();
+    const m = await settledMatrix(lab);
     assert.deepEqual(m.failures, []);
     for (const n of topo.nodes) {
       const pod = n.pods[0];
