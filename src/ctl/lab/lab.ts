@@ -624,7 +624,7 @@ export class Lab {
   ): Promise<number> {
     const logFile = join(this.stateDir, "iperf3-server.log");
     this.recordPath(logFile);
-    const server = startDetached(["iperf3", "-s", "-1", "-B", serverIp], {
+    const server = startDetached(["iperf3", "-s", "-B", serverIp], {
       role: "iperf3 server",
       ns: serverNs,
       logFile,
