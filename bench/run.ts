@@ -2,6 +2,7 @@
 // bench/results/<date>.json (with the machine, the date and the commit) and a convergence plot (SVG).
 //
 //   node --import tsx bench/run.ts [--quick] [--only control|memory|cni|datapath] [--cpu-prof DIR]
+//                                  [--leases 1000,10000] [--scenarios cold,streamed,...]
 //
 // Needs root (network namespaces), `npm run build` (bin/flanneld, bin/flannel), etcd, iperf3 and the CNI
 // reference plugins. Every namespace it makes is prefixed fts-p and deleted at the end, also on failure.
@@ -39,10 +40,29 @@ interface Results {
   datapath?: DatapathResult[];
 }
 
-function parseArgs(argv: string[]): { quick: boolean; only: Section[]; cpuProf?: string } {
+const SCENARIOS: readonly Scenario["name"][] = [
+  "cold",
+  "batched-removal",
+  "batched",
+  "streamed-removal",
+  "streamed",
+];
+
+interface Options {
+  quick: boolean;
+  only: Section[];
+  cpuProf?: string;
+  /** Control-plane lease counts (vxlan) instead of the plan; for profiling one size. */
+  leases?: number[];
+  scenarios?: Scenario["name"][];
+}
+
+function parseArgs(argv: string[]): Options {
   let quick = false;
   const only: Section[] = [];
   let cpuProf: string | undefined;
+  let leases: number[] | undefined;
+  let scenarios: Scenario["name"][] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === "--quick") quick = true;
@@ -55,10 +75,29 @@ function parseArgs(argv: string[]): { quick: boolean; only: Section[]; cpuProf?:
         only.push(s as Section);
       }
     } else if (a === "--cpu-prof") cpuProf = argv[++i];
-    else
-      throw new Error(`Unknown argument ${JSON.stringify(a)}: use --quick, --only SECTION, --cpu-prof DIR`);
+    else if (a === "--leases") {
+      const v = argv[++i] ?? "";
+      leases = v.split(",").map(Number);
+      if (leases.some((n) => !Number.isInteger(n) || n < 1))
+        throw new Error(`Invalid --leases ${JSON.stringify(v)}: use positive integers, e.g. 1000,10000`);
+    } else if (a === "--scenarios") {
+      const v = argv[++i] ?? "";
+      scenarios = v.split(",") as Scenario["name"][];
+      const bad = scenarios.find((s) => !SCENARIOS.includes(s));
+      if (bad !== undefined)
+        throw new Error(`Unknown scenario ${JSON.stringify(bad)}: use one of ${SCENARIOS.join(", ")}`);
+    } else
+      throw new Error(
+        `Unknown argument ${JSON.stringify(a)}: use --quick, --only SECTION, --cpu-prof DIR, --leases N,..., --scenarios S,...`,
+      );
   }
-  return { quick, only: only.length > 0 ? only : [...SECTIONS], ...(cpuProf ? { cpuProf } : {}) };
+  return {
+    quick,
+    only: only.length > 0 ? only : [...SECTIONS],
+    ...(cpuProf ? { cpuProf } : {}),
+    ...(leases ? { leases } : {}),
+    ...(scenarios ? { scenarios } : {}),
+  };
 }
 
 function commit(): string {
@@ -112,27 +151,39 @@ async function main(): Promise<void> {
     }
     try {
       if (has("control")) {
-        log("control: daemon start → subnet.env");
-        res.startupMs = await runStartup(cluster, opts.quick ? 2 : 5, "vxlan");
+        if (opts.leases === undefined) {
+          log("control: daemon start → subnet.env");
+          res.startupMs = await runStartup(cluster, opts.quick ? 2 : 5, "vxlan");
+        }
         res.control = [];
-        const plan: [number, string][] = opts.quick
-          ? [
-              [100, "vxlan"],
-              [1000, "vxlan"],
-            ]
-          : [
-              [100, "vxlan"],
-              [1000, "vxlan"],
-              [1000, "host-gw"],
-              [3000, "vxlan"],
-              [10_000, "vxlan"],
-            ];
+        const plan: [number, string][] = opts.leases
+          ? opts.leases.map((n) => [n, "vxlan"])
+          : opts.quick
+            ? [
+                [100, "vxlan"],
+                [1000, "vxlan"],
+              ]
+            : [
+                [100, "vxlan"],
+                [1000, "vxlan"],
+                [1000, "host-gw"],
+                [3000, "vxlan"],
+                [10_000, "vxlan"],
+              ];
         for (const [n, backend] of plan) {
           log(`control: ${n} leases, ${backend}`);
-          await runControl(cluster, n, backend, (s) => {
-            res.control?.push(s);
-            log(`  ${s.name}: ${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}, cpu ${fmtMs(s.cpuMs)}`);
-          });
+          await runControl(
+            cluster,
+            n,
+            backend,
+            (s) => {
+              res.control?.push(s);
+              log(
+                `  ${s.name}: ${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}, cpu ${fmtMs(s.cpuMs)}`,
+              );
+            },
+            opts.scenarios ? { scenarios: opts.scenarios } : {},
+          );
         }
       }
       if (has("memory")) {
