@@ -71,6 +71,17 @@ test("instrumentKernel counts kernel writes and failures, not reads", () => {
   assert.equal(m.kernelFailures.get({ op: "routes.replace" }), 1);
   assert.equal(m.kernelOps.get({ op: "routes.delete" }), 0);
   assert.match(m.render(), /flannel_kernel_operations_total\{op="routes.replace"\} 2/);
+
+  // Batched writes count once each, with the same labels, whether or not the batch uses the port methods.
+  const gw = IpNet.parse("10.3.0.0/24");
+  k.fail("routes.replace", "ENETUNREACH");
+  const res = k.batch?.([
+    { op: "route-replace", route: { family: 4, dst: gw, linkIndex: eth0.index } },
+    { op: "route-replace", route: { family: 4, dst: IpNet.parse("10.4.0.0/24"), linkIndex: eth0.index } },
+  ]);
+  assert.equal(res?.length, 2);
+  assert.equal(m.kernelOps.get({ op: "routes.replace" }), 4);
+  assert.equal(m.kernelFailures.get({ op: "routes.replace" }), 2);
 });
 
 function lease(subnet: string, expiresAt: Date | null = null): Lease {

@@ -9,7 +9,7 @@
 //   wraps the lease watch and acquisition. Only the reconciler reports itself (pass duration and repairs),
 //   through the small `ReconcileMetrics` interface, because only it knows a write is a repair.
 
-import type { Kernel } from "../kernel/ports.ts";
+import type { Kernel, KernelWrite } from "../kernel/ports.ts";
 import type { Lease, LeaseWatchResult } from "../lease/lease.ts";
 import type { SubnetManager } from "../subnet/manager.ts";
 import { Registry, type Counter, type Gauge, type Histogram } from "./registry.ts";
@@ -104,6 +104,8 @@ const WRITES: Record<string, readonly string[]> = {
 export function instrumentKernel<K extends Kernel>(kernel: K, metrics: Metrics): K {
   const marked = kernel as K & { [INSTRUMENTED]?: true };
   if (marked[INSTRUMENTED]) return kernel;
+  // A batch may be carried out through the port methods (FakeKernel) or not (netlink): count it once, per write.
+  let inBatch = false;
   for (const [port, methods] of Object.entries(WRITES)) {
     const target = (kernel as unknown as Record<string, Record<string, unknown>>)[port];
     if (!target) continue;
@@ -112,6 +114,7 @@ export function instrumentKernel<K extends Kernel>(kernel: K, metrics: Metrics):
       if (typeof orig !== "function") continue;
       const op = `${port}.${m}`;
       target[m] = function (this: unknown, ...args: unknown[]): unknown {
+        if (inBatch) return (orig as (...a: unknown[]) => unknown).apply(target, args);
         metrics.kernelOps.inc({ op });
         try {
           return (orig as (...a: unknown[]) => unknown).apply(target, args);
@@ -122,9 +125,38 @@ export function instrumentKernel<K extends Kernel>(kernel: K, metrics: Metrics):
       };
     }
   }
+  // Batched writes (Kernel.batch) bypass the port methods: count them per write with the same labels.
+  const batch = kernel.batch;
+  if (typeof batch === "function") {
+    kernel.batch = (writes) => {
+      inBatch = true;
+      let results: ReturnType<typeof batch>;
+      try {
+        results = batch.call(kernel, writes);
+      } finally {
+        inBatch = false;
+      }
+      writes.forEach((w, i) => {
+        const op = BATCH_OP[w.op];
+        metrics.kernelOps.inc({ op });
+        if (results[i] !== undefined) metrics.kernelFailures.inc({ op });
+      });
+      return results;
+    };
+  }
   Object.defineProperty(marked, INSTRUMENTED, { value: true });
   return kernel;
 }
+
+/** The port-method label of each batched write kind. */
+const BATCH_OP: Record<KernelWrite["op"], string> = {
+  "neigh-replace": "neighbours.replace",
+  "neigh-delete": "neighbours.delete",
+  "fdb-replace": "fdb.replace",
+  "fdb-delete": "fdb.delete",
+  "route-replace": "routes.replace",
+  "route-delete": "routes.delete",
+};
 
 const INSTRUMENTED = Symbol("flannel-ts.metrics.instrumented");
 
