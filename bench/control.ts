@@ -15,7 +15,17 @@
 //   acknowledged, and flanneld's CPU time during the scenario.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Netns, vethPair } from "../test/helpers/netns.ts";
@@ -135,6 +145,12 @@ export class FlanneldNode {
 
   async destroy(): Promise<void> {
     await this.stop();
+    // FTS_BENCH_LOG_DIR keeps each flanneld's log (node<index>.log) for reading its timeline.
+    const keep = process.env.FTS_BENCH_LOG_DIR;
+    if (keep !== undefined && existsSync(join(this.dir, "flanneld.log"))) {
+      mkdirSync(keep, { recursive: true });
+      copyFileSync(join(this.dir, "flanneld.log"), join(keep, `node${this.index}.log`));
+    }
     await this.probe.close().catch(() => undefined);
     this.ns.delete();
     rmSync(this.dir, { recursive: true, force: true });
