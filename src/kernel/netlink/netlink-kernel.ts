@@ -559,6 +559,9 @@ export class NetlinkKernel implements Kernel {
     const sock = new NetlinkSocket({
       groups: nl.RTMGRP_LINK | nl.RTMGRP_NEIGH | nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_IPV6_ROUTE,
       rcvbufBytes: 1 << 20,
+      // Only deletions of routes and neighbours are events; additions (our own writes, mostly) are dropped
+      // by the kernel before they can fill the buffer and overflow it (see socket.ts).
+      dropTypes: [nl.RTM_NEWROUTE, nl.RTM_NEWNEIGH],
     });
     // Known links, so that RTM_NEWLINK (sent for every change) becomes `link-added` only for new ones.
     // Read after joining the groups so that no link can slip between the dump and the first notification.
