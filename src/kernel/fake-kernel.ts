@@ -43,13 +43,23 @@ import {
   type RouteType,
   type Routes,
   type Sysctl,
+  type IpipSpec,
   type VxlanSpec,
+  type Wireguard,
+  type WireguardDevice,
+  type WireguardDeviceConfig,
+  type WireguardPeer,
 } from "./ports.ts";
+import { wireguardPublicKey } from "./wireguard-key.ts";
 
 /** Operations that `fail()` can target: `<port>.<method>`. */
 export type FakeOp =
   | "links.addVxlan"
   | "links.addBridge"
+  | "links.addIpip"
+  | "links.addWireguard"
+  | "wireguard.configure"
+  | "wireguard.get"
   | "links.delete"
   | "links.setUp"
   | "links.setMtu"
@@ -83,6 +93,14 @@ interface StoredRoute {
   metric: number;
 }
 
+/** A wireguard device's configuration, by link index. */
+interface WgState {
+  privateKey: string;
+  listenPort: number;
+  /** By public key, in insertion order (the kernel lists peers in the order they were added). */
+  peers: Map<string, WireguardPeer>;
+}
+
 interface Subscriber {
   onEvent: (ev: KernelEvent) => void;
   signal: AbortSignal;
@@ -112,6 +130,7 @@ export class FakeKernel implements Kernel {
   readonly fdb: Fdb;
   readonly sysctl: Sysctl;
   readonly events: KernelEvents;
+  readonly wireguard: Wireguard;
   /** Every successful mutation, as an iproute2-like line, in order. */
   readonly log: string[] = [];
   /** The size of each `batch()` call, in order (tests check that writes were batched). */
@@ -126,6 +145,7 @@ export class FakeKernel implements Kernel {
   private readonly sysctls = new Map<string, string>();
   private readonly failures: { op: FakeOp; errno: string; times: number }[] = [];
   private readonly subscribers = new Set<Subscriber>();
+  private readonly wgTable = new Map<number, WgState>();
 
   constructor() {
     // Every namespace has lo (index 1), up, with its loopback addresses.
@@ -146,6 +166,7 @@ export class FakeKernel implements Kernel {
     this.neighbours = this.makeNeighbours();
     this.fdb = this.makeFdb();
     this.sysctl = this.makeSysctl();
+    this.wireguard = this.makeWireguard();
     this.events = {
       subscribe: (onEvent, signal) => {
         if (signal.aborted) return;
@@ -238,6 +259,9 @@ export class FakeKernel implements Kernel {
         s += v.learning ? " learning" : " nolearning";
         if (v.gbp) s += " gbp";
       }
+      if (l.ipip) {
+        s += ` local ${l.ipip.local?.toString() ?? "any"} remote ${l.ipip.remote?.toString() ?? "any"}`;
+      }
       if (l.masterIndex) s += ` master ${name(l.masterIndex)}`;
       s += ` mtu ${l.mtu}`;
       if (l.mac) s += ` address ${l.mac}`;
@@ -258,7 +282,25 @@ export class FakeKernel implements Kernel {
       (e) =>
         `bridge fdb add ${e.mac} dev ${name(e.linkIndex)}${e.dst ? ` dst ${e.dst.toString()}` : ""} self permanent`,
     );
-    return [links, addrs, routes, neighs, fdb]
+    const wg: string[] = [];
+    for (const [index, st] of this.wgTable) {
+      const dev = name(index);
+      const pub = st.privateKey === "" ? "(none)" : wireguardPublicKey(st.privateKey);
+      wg.push(`wg set ${dev} listen-port ${st.listenPort} public-key ${pub}`);
+      for (const p of st.peers.values()) {
+        let line = `wg set ${dev} peer ${p.publicKey}`;
+        if (p.presharedKey !== undefined) line += " preshared-key (set)";
+        if (p.endpoint !== undefined) {
+          const ip = p.endpoint.ip.family === 6 ? `[${p.endpoint.ip.toString()}]` : p.endpoint.ip.toString();
+          line += ` endpoint ${ip}:${p.endpoint.port}`;
+        }
+        if (p.persistentKeepaliveSec !== undefined)
+          line += ` persistent-keepalive ${p.persistentKeepaliveSec}`;
+        line += ` allowed-ips ${p.allowedIps.map((n) => n.toString()).join(",") || "(none)"}`;
+        wg.push(line);
+      }
+    }
+    return [links, addrs, routes, neighs, fdb, wg]
       .flatMap((section) => section.sort())
       .map((l) => l + "\n")
       .join("");
@@ -329,8 +371,9 @@ export class FakeKernel implements Kernel {
   private bringUp(link: Link): void {
     if (link.up) return;
     link.up = true;
-    // vxlan has no carrier detection and reports "unknown", like lo; veth here has a peer and is "up".
-    link.operState = link.kind === "vxlan" || link.kind === "" ? "unknown" : "up";
+    // vxlan, ipip and wireguard have no carrier detection and report "unknown", like lo; veth here has a
+    // peer and is "up".
+    link.operState = ["vxlan", "ipip", "wireguard", ""].includes(link.kind) ? "unknown" : "up";
     for (const a of this.addrTable) if (a.linkIndex === link.index) this.addPrefixRoute(a);
   }
 
@@ -368,6 +411,7 @@ export class FakeKernel implements Kernel {
     keep(this.routeTable);
     keep(this.neighTable);
     keep(this.fdbTable);
+    this.wgTable.delete(index);
   }
 
   private makeLinks(): Links {
@@ -413,6 +457,34 @@ export class FakeKernel implements Kernel {
           l3miss: false,
         };
         this.log.push(`ip link add ${op.slice("add link ".length)}`);
+        this.emit({ type: "link-added", link: cloneLink(link) });
+        return cloneLink(link);
+      },
+      addIpip: (spec: IpipSpec): Link => {
+        const op = `add link ${spec.name} type ipip local ${spec.local?.toString() ?? "any"}`;
+        this.check("links.addIpip", op);
+        if (this.findByName(spec.name)) throw new KernelError("EEXIST", op);
+        if (spec.local !== null && spec.local.family !== 4) throw new KernelError("EINVAL", op);
+        // ip_tunnel refuses a second tunnel with the same endpoints (tunl0 is local any, remote any).
+        for (const l of this.linkTable.values()) {
+          if (l.ipip && l.ipip.remote === null && sameIp(l.ipip.local, spec.local))
+            throw new KernelError("EEXIST", op);
+        }
+        const link = this.createLink({ name: spec.name, kind: "ipip", mtu: spec.mtu ?? 1480 });
+        link.mac = ""; // a layer-3 device: no hardware address
+        link.ipip = { local: spec.local, remote: null };
+        this.log.push(`ip link add ${op.slice("add link ".length)}`);
+        this.emit({ type: "link-added", link: cloneLink(link) });
+        return cloneLink(link);
+      },
+      addWireguard: (name: string, mtu?: number): Link => {
+        const op = `add link ${name} type wireguard`;
+        this.check("links.addWireguard", op);
+        if (this.findByName(name)) throw new KernelError("EEXIST", op);
+        const link = this.createLink({ name, kind: "wireguard", mtu: mtu ?? 1420 });
+        link.mac = "";
+        this.wgTable.set(link.index, { privateKey: "", listenPort: 0, peers: new Map() });
+        this.log.push(`ip link add ${name} type wireguard`);
         this.emit({ type: "link-added", link: cloneLink(link) });
         return cloneLink(link);
       },
@@ -785,6 +857,77 @@ export class FakeKernel implements Kernel {
     };
   }
 
+  private wgDevice(device: string, op: string): WgState {
+    const link = this.mustByName(device, op);
+    const st = this.wgTable.get(link.index);
+    if (st === undefined) throw new KernelError("EOPNOTSUPP", op); // not a wireguard device
+    return st;
+  }
+
+  /** Like the kernel module: keys validated, one UDP port per device, an allowed IP owned by one peer. */
+  private makeWireguard(): Wireguard {
+    return {
+      configure: (device: string, cfg: WireguardDeviceConfig): void => {
+        const op = `configure wireguard ${device}`;
+        this.check("wireguard.configure", op);
+        const st = this.wgDevice(device, op);
+        const key = (b64: string): string => {
+          if (Buffer.from(b64, "base64").length !== 32) throw new KernelError("EINVAL", op);
+          return b64;
+        };
+        if (cfg.privateKey !== undefined) key(cfg.privateKey);
+        for (const p of cfg.peers ?? []) {
+          key(p.publicKey);
+          if (p.presharedKey !== undefined) key(p.presharedKey);
+        }
+        if (cfg.listenPort !== undefined && cfg.listenPort !== 0) {
+          for (const [i, other] of this.wgTable) {
+            if (other !== st && other.listenPort === cfg.listenPort && this.linkTable.get(i)?.up === true)
+              throw new KernelError("EADDRINUSE", op);
+          }
+        }
+        if (cfg.privateKey !== undefined) st.privateKey = cfg.privateKey;
+        if (cfg.listenPort !== undefined) st.listenPort = cfg.listenPort;
+        if (cfg.replacePeers === true) st.peers.clear();
+        for (const p of cfg.peers ?? []) {
+          if (p.remove === true) {
+            st.peers.delete(p.publicKey);
+            continue;
+          }
+          const cur: WireguardPeer = st.peers.get(p.publicKey) ?? { publicKey: p.publicKey, allowedIps: [] };
+          if (p.presharedKey !== undefined) cur.presharedKey = p.presharedKey;
+          if (p.endpoint !== undefined) cur.endpoint = p.endpoint;
+          if (p.persistentKeepaliveSec !== undefined) {
+            if (p.persistentKeepaliveSec === 0) delete cur.persistentKeepaliveSec;
+            else cur.persistentKeepaliveSec = p.persistentKeepaliveSec;
+          }
+          const nets = p.replaceAllowedIps === true ? [] : cur.allowedIps;
+          for (const n of p.allowedIps) if (!nets.some((x) => x.equals(n))) nets.push(n);
+          cur.allowedIps = nets;
+          // An allowed IP routes to exactly one peer: giving it to this one takes it from any other.
+          for (const other of st.peers.values()) {
+            if (other.publicKey !== p.publicKey)
+              other.allowedIps = other.allowedIps.filter((x) => !nets.some((n) => n.equals(x)));
+          }
+          st.peers.set(p.publicKey, cur);
+        }
+        this.log.push(`wg set ${device}${cfg.replacePeers === true ? " (replace peers)" : ""}`);
+      },
+      get: (device: string): WireguardDevice | undefined => {
+        const op = `get wireguard ${device}`;
+        this.check("wireguard.get", op);
+        if (this.findByName(device) === undefined) return undefined;
+        const st = this.wgDevice(device, op);
+        return {
+          name: device,
+          publicKey: st.privateKey === "" ? "" : wireguardPublicKey(st.privateKey),
+          listenPort: st.listenPort,
+          peers: [...st.peers.values()].map((p) => ({ ...p, allowedIps: [...p.allowedIps] })),
+        };
+      },
+    };
+  }
+
   private makeSysctl(): Sysctl {
     return {
       get: (path) => this.sysctls.get(path),
@@ -802,7 +945,12 @@ export class FakeKernel implements Kernel {
 function cloneLink(l: Link): Link {
   const c: Link = { ...l };
   if (l.vxlan) c.vxlan = { ...l.vxlan };
+  if (l.ipip) c.ipip = { ...l.ipip };
   return c;
+}
+
+function sameIp(a: IpAddr | null, b: IpAddr | null): boolean {
+  return a === null || b === null ? a === b : a.equals(b);
 }
 
 function toRoute(r: StoredRoute): Route {

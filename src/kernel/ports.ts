@@ -56,6 +56,22 @@ export interface Link {
   /** Index of the bridge this link is enslaved to, 0 when none. */
   masterIndex: number;
   vxlan?: VxlanAttrs;
+  ipip?: IpipAttrs;
+}
+
+/** IFLA_IPTUN_* of an ipip device. */
+export interface IpipAttrs {
+  /** Tunnel source; null when any (0.0.0.0). */
+  local: IpAddr | null;
+  /** Tunnel destination; null when any (0.0.0.0), as flannel.ipip wants it. */
+  remote: IpAddr | null;
+}
+
+/** `ip link add NAME [mtu M] type ipip local LOCAL` (remote any). */
+export interface IpipSpec {
+  name: string;
+  local: IpAddr | null;
+  mtu?: number;
 }
 
 export interface VxlanSpec {
@@ -77,6 +93,13 @@ export interface Links {
   getByIndex(index: number): Link | undefined;
   /** Creates a vxlan device (down). Throws KernelError EEXIST when the name is taken. */
   addVxlan(spec: VxlanSpec): Link;
+  /**
+   * Creates an ipip device (down). Throws EEXIST when the name is taken, EOPNOTSUPP when the kernel has no
+   * ipip link type (module missing).
+   */
+  addIpip(spec: IpipSpec): Link;
+  /** Creates a wireguard device (down). EEXIST when taken, EOPNOTSUPP when the kernel has no wireguard. */
+  addWireguard(name: string, mtu?: number): Link;
   /** Creates a bridge device (down). Throws EEXIST when the name is taken. */
   addBridge(name: string, mtu?: number): Link;
   /** Deletes the link; succeeds when it does not exist. */
@@ -226,6 +249,52 @@ export type KernelWrite =
   | { op: "route-replace"; route: Route }
   | { op: "route-delete"; route: Route };
 
+/** A WireGuard peer as configured on a device. Keys are 32 bytes in standard base64 (what `wg` prints). */
+export interface WireguardPeer {
+  publicKey: string;
+  /** Preshared key (base64); undefined when none (all zero in the kernel). */
+  presharedKey?: string;
+  /** Where the peer is reached; undefined when unknown. */
+  endpoint?: { ip: IpAddr; port: number };
+  allowedIps: IpNet[];
+  /** Seconds; 0 or undefined is off. */
+  persistentKeepaliveSec?: number;
+}
+
+/** One peer change in `Wireguard.configure` (WG_CMD_SET_DEVICE's WGPEER_A_* with its flags). */
+export interface WireguardPeerConfig extends WireguardPeer {
+  /** WGPEER_F_REMOVE_ME: remove the peer with this public key (the other fields are ignored). */
+  remove?: boolean;
+  /** WGPEER_F_REPLACE_ALLOWEDIPS: the peer's allowed IPs become exactly `allowedIps`. */
+  replaceAllowedIps?: boolean;
+}
+
+export interface WireguardDeviceConfig {
+  /** Base64 private key; undefined leaves it as it is. */
+  privateKey?: string;
+  /** UDP port; undefined leaves it as it is. */
+  listenPort?: number;
+  /** WGDEVICE_F_REPLACE_PEERS: peers not in `peers` are removed. */
+  replacePeers?: boolean;
+  peers?: readonly WireguardPeerConfig[];
+}
+
+export interface WireguardDevice {
+  name: string;
+  /** Base64 public key of the device's private key; "" when no key is set. */
+  publicKey: string;
+  listenPort: number;
+  peers: WireguardPeer[];
+}
+
+/** WireGuard device configuration (generic netlink family "wireguard"). */
+export interface Wireguard {
+  /** Applies `cfg` to the device (WG_CMD_SET_DEVICE). ENODEV when the device does not exist. */
+  configure(device: string, cfg: WireguardDeviceConfig): void;
+  /** The device's configuration (WG_CMD_GET_DEVICE), or undefined when there is no such device. */
+  get(device: string): WireguardDevice | undefined;
+}
+
 /** All kernel ports together, as the composition root hands them out. */
 export interface Kernel {
   links: Links;
@@ -235,6 +304,8 @@ export interface Kernel {
   fdb: Fdb;
   sysctl: Sysctl;
   events: KernelEvents;
+  /** WireGuard configuration; absent in adapters that cannot do it (the wireguard backend says so). */
+  wireguard?: Wireguard;
   /**
    * Applies `writes` in order with the same effect and contracts as calling the port methods one by one
    * (replaces idempotent, deletes succeed on absence), but lets the adapter send many at once (netlink: many

@@ -75,6 +75,13 @@ export const IFLA_VXLAN_PORT = 15;
 export const IFLA_VXLAN_GROUP6 = 16;
 export const IFLA_VXLAN_LOCAL6 = 17;
 export const IFLA_VXLAN_GBP = 23;
+// ipip (IFLA_IPTUN_*, linux/if_tunnel.h).
+export const IFLA_IPTUN_LINK = 1;
+export const IFLA_IPTUN_LOCAL = 2;
+export const IFLA_IPTUN_REMOTE = 3;
+export const IFLA_IPTUN_TTL = 4;
+export const IFLA_IPTUN_TOS = 5;
+export const IFLA_IPTUN_PMTUDISC = 10;
 export const OPERSTATES = ["unknown", "notpresent", "down", "lowerlayerdown", "testing", "dormant", "up"];
 
 // Addresses.

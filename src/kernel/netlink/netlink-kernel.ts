@@ -36,12 +36,17 @@ import {
   type RouteType,
   type Routes,
   type Sysctl,
+  type IpipSpec,
   type VxlanAttrs,
   type VxlanSpec,
+  type Wireguard,
+  type WireguardDevice,
+  type WireguardDeviceConfig,
 } from "../ports.ts";
 import { ProcSysctl } from "../proc-sysctl.ts";
 import * as nl from "./codec.ts";
 import { NetlinkSocket } from "./socket.ts";
+import * as wgc from "./wireguard-codec.ts";
 
 const RTPROT_BOOT = 3;
 
@@ -90,6 +95,15 @@ export function parseLink(body: Buffer): Link {
     link.kind = nl.readStr(ia.get(nl.IFLA_INFO_KIND));
     const data = ia.get(nl.IFLA_INFO_DATA);
     if (link.kind === "vxlan" && data) link.vxlan = parseVxlan(nl.attrMap(nl.decodeAttrs(data)));
+    if (link.kind === "ipip") {
+      const d = nl.attrMap(data ? nl.decodeAttrs(data) : []);
+      const any = (ip: IpAddr | undefined): IpAddr | null =>
+        ip === undefined || ip.isUnspecified ? null : ip;
+      link.ipip = {
+        local: any(readIp(d.get(nl.IFLA_IPTUN_LOCAL))),
+        remote: any(readIp(d.get(nl.IFLA_IPTUN_REMOTE))),
+      };
+    }
   }
   return link;
 }
@@ -166,7 +180,10 @@ export class NetlinkKernel implements Kernel {
   readonly fdb: Fdb;
   readonly sysctl: Sysctl;
   readonly events: KernelEvents;
+  readonly wireguard: Wireguard;
   private readonly sock: NetlinkSocket;
+  /** The generic netlink socket and the "wireguard" family id, opened on first use. */
+  private genl: { sock: NetlinkSocket; wgFamily: number } | undefined;
 
   constructor() {
     this.sock = new NetlinkSocket({ recvTimeoutMs: 5000, rcvbufBytes: 1 << 20 });
@@ -177,11 +194,79 @@ export class NetlinkKernel implements Kernel {
     this.fdb = this.makeFdb();
     this.sysctl = new ProcSysctl();
     this.events = { subscribe: (onEvent, signal) => this.subscribe(onEvent, signal) };
+    this.wireguard = {
+      configure: (device, cfg) => this.wgConfigure(device, cfg),
+      get: (device) => this.wgGet(device),
+    };
   }
 
-  /** Closes the request socket (subscriptions close their own sockets when their signal aborts). */
+  /** Closes the request sockets (subscriptions close their own sockets when their signal aborts). */
   close(): void {
     this.sock.close();
+    this.genl?.sock.close();
+  }
+
+  /**
+   * The generic netlink socket with the wireguard family resolved (CTRL_CMD_GETFAMILY). Without the module
+   * the controller answers ENOENT, reported as EOPNOTSUPP like the missing link type.
+   */
+  private wg(op: string): { sock: NetlinkSocket; wgFamily: number } {
+    if (this.genl !== undefined && !this.genl.sock.closed) return this.genl;
+    const sock = new NetlinkSocket({
+      protocol: wgc.NETLINK_GENERIC,
+      recvTimeoutMs: 5000,
+      rcvbufBytes: 1 << 20,
+    });
+    try {
+      let id: number | undefined;
+      try {
+        id = wgc.decodeFamilyId(
+          sock.query(
+            wgc.GENL_ID_CTRL,
+            wgc.encodeGetFamily(wgc.WG_GENL_NAME),
+            `${op}: resolve genl family wireguard`,
+          ).body,
+        );
+      } catch (err) {
+        if (err instanceof KernelError && err.errno === "ENOENT")
+          throw new KernelError("EOPNOTSUPP", `${op}: no generic netlink family wireguard`);
+        throw err;
+      }
+      if (id === undefined) throw new KernelError("EUNKNOWN", `${op}: no family id for wireguard`);
+      this.genl = { sock, wgFamily: id };
+      return this.genl;
+    } catch (err) {
+      sock.close();
+      throw err;
+    }
+  }
+
+  // wg set DEV [private-key K] [listen-port P] peer ... — peers split over messages of at most 64 (a device
+  // with thousands of peers does not fit one message); only the first one carries REPLACE_PEERS.
+  private wgConfigure(device: string, cfg: WireguardDeviceConfig): void {
+    const op = `configure wireguard ${device}`;
+    const { sock, wgFamily } = this.wg(op);
+    const peers = cfg.peers ?? [];
+    const CHUNK = 64;
+    for (let i = 0; i === 0 || i < peers.length; i += CHUNK) {
+      const part: WireguardDeviceConfig =
+        i === 0 ? { ...cfg, peers: peers.slice(0, CHUNK) } : { peers: peers.slice(i, i + CHUNK) };
+      sock.request(wgFamily, 0, wgc.encodeSetDevice(device, part), op);
+    }
+  }
+
+  // wg show DEV dump
+  private wgGet(device: string): WireguardDevice | undefined {
+    const op = `get wireguard ${device}`;
+    const { sock, wgFamily } = this.wg(op);
+    try {
+      const msgs = sock.dump(wgFamily, wgc.encodeGetDevice(device), op).filter((m) => m.type === wgFamily);
+      return wgc.decodeDevice(msgs.map((m) => m.body));
+    } catch (err) {
+      // ENODEV: no such device (EOPNOTSUPP would be a device of another kind, which is an error).
+      if (err instanceof KernelError && err.errno === "ENODEV") return undefined;
+      throw err;
+    }
   }
 
   private linkByName(name: string, op: string): Link {
@@ -247,6 +332,33 @@ export class NetlinkKernel implements Kernel {
         );
         this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, nl.encodeIfInfo({}, attrs), op);
         return this.linkByName(spec.name, op);
+      },
+      // ip link add NAME [mtu M] type ipip local LOCAL (remote any, ttl inherit, pmtudisc)
+      addIpip: (spec: IpipSpec): Link => {
+        const op = `add link ${spec.name} type ipip local ${spec.local?.toString() ?? "any"}`;
+        const data: nl.Attr[] = [];
+        if (spec.local) data.push(ipAttr(nl.IFLA_IPTUN_LOCAL, spec.local));
+        data.push(ipAttr(nl.IFLA_IPTUN_REMOTE, IpAddr.zero(4)));
+        data.push(nl.u8(nl.IFLA_IPTUN_TTL, 0), nl.u8(nl.IFLA_IPTUN_TOS, 0), nl.u8(nl.IFLA_IPTUN_PMTUDISC, 1));
+        const attrs: nl.Attr[] = [nl.str(nl.IFLA_IFNAME, spec.name)];
+        if (spec.mtu !== undefined) attrs.push(nl.u32(nl.IFLA_MTU, spec.mtu));
+        attrs.push(
+          nl.nested(nl.IFLA_LINKINFO, [
+            nl.str(nl.IFLA_INFO_KIND, "ipip"),
+            nl.nested(nl.IFLA_INFO_DATA, data),
+          ]),
+        );
+        this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, nl.encodeIfInfo({}, attrs), op);
+        return this.linkByName(spec.name, op);
+      },
+      // ip link add NAME [mtu M] type wireguard
+      addWireguard: (name: string, mtu?: number): Link => {
+        const op = `add link ${name} type wireguard`;
+        const attrs: nl.Attr[] = [nl.str(nl.IFLA_IFNAME, name)];
+        if (mtu !== undefined) attrs.push(nl.u32(nl.IFLA_MTU, mtu));
+        attrs.push(nl.nested(nl.IFLA_LINKINFO, [nl.str(nl.IFLA_INFO_KIND, "wireguard")]));
+        this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, nl.encodeIfInfo({}, attrs), op);
+        return this.linkByName(name, op);
       },
       // ip link add NAME [mtu M] type bridge
       addBridge: (name: string, mtu?: number): Link => {

@@ -147,18 +147,22 @@ export class NetlinkSocket {
   private readonly rbuf = Buffer.alloc(1 << 18);
   private readonly kernelAddr = sockaddrNl(0);
 
-  /** Opens a NETLINK_ROUTE socket; `groups` (RTMGRP_* mask) joins notification groups. */
+  /**
+   * Opens a NETLINK_ROUTE socket (or `protocol`, e.g. NETLINK_GENERIC 16); `groups` (RTMGRP_* mask) joins
+   * notification groups.
+   */
   constructor(
     opts: {
       groups?: number;
       rcvbufBytes?: number;
       recvTimeoutMs?: number;
+      protocol?: number;
       /** Message types discarded in the kernel (see the design notes); for notification sockets. */
       dropTypes?: readonly number[];
     } = {},
   ) {
     const c = lib();
-    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, opts.protocol ?? NETLINK_ROUTE);
     if (fd < 0) throw new KernelError(errnoName(koffi.errno()), "open netlink socket");
     this.fd = fd;
     try {
