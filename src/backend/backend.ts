@@ -28,6 +28,8 @@ export interface BackendDeps {
   logger: Logger;
   /** flanneld's metrics; the reconcilers report pass durations and repairs here. */
   metrics?: ReconcileMetrics;
+  /** The wireguard backend's private key file (WIREGUARD_KEY_FILE); default /run/flannel/wgkey. */
+  wireguardKeyFile?: string;
 }
 
 export interface Network {

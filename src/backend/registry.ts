@@ -5,8 +5,10 @@ import type { Backend, BackendDeps, BackendFactory } from "./backend.ts";
 import { createAllocBackend } from "./alloc/alloc.ts";
 import { createExtensionBackend } from "./extension/extension.ts";
 import { createHostGwBackend } from "./hostgw/host-gw.ts";
+import { createIpipBackend } from "./ipip/ipip.ts";
 import { createUdpBackend } from "./udp/udp.ts";
 import { createVxlanBackend } from "./vxlan/vxlan.ts";
+import { createWireguardBackend } from "./wireguard/wireguard.ts";
 
 export const backendFactories: Readonly<Record<string, BackendFactory>> = {
   vxlan: (deps) => createVxlanBackend(deps),
@@ -14,6 +16,12 @@ export const backendFactories: Readonly<Record<string, BackendFactory>> = {
   udp: (deps) => createUdpBackend(deps),
   alloc: (deps) => createAllocBackend(deps),
   extension: (deps) => createExtensionBackend(deps),
+  ipip: (deps) => createIpipBackend(deps),
+  wireguard: (deps) =>
+    createWireguardBackend(
+      deps,
+      deps.wireguardKeyFile === undefined ? {} : { keyFile: deps.wireguardKeyFile },
+    ),
 };
 
 /** The backend for `type` (matched lower-cased, as upstream); throws `unknown backend type: <t>`. */
