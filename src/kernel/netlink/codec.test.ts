@@ -85,3 +85,27 @@ test("MAC addresses", () => {
   assert.equal(nl.bytesToMac(Buffer.alloc(4)), "");
   assert.throws(() => nl.macToBytes("0e:2a:00:01:02"), /Invalid MAC address "0e:2a:00:01:02"/);
 });
+
+test("an ipip link add encodes per linux/if_link.h and if_tunnel.h", () => {
+  // ip link add flannel.ipip type ipip local 192.168.0.1 (remote any, ttl/tos inherit, pmtudisc)
+  const body = nl.encodeIpipLinkBody("flannel.ipip", Buffer.from([192, 168, 0, 1]));
+  const hex = (s: string): string => Buffer.from(s, "latin1").toString("hex");
+  assert.equal(
+    body.toString("hex"),
+    [
+      "00000000" + "00000000" + "00000000" + "00000000", // ifinfomsg: AF_UNSPEC, no index/flags
+      "1100" + "0300" + hex("flannel.ipip") + "00" + "000000", // IFLA_IFNAME (17 bytes, padded to 20)
+      "3c00" + "1200", // IFLA_LINKINFO, 60 bytes
+      "0900" + "0100" + hex("ipip") + "00" + "000000", // IFLA_INFO_KIND "ipip"
+      "2c00" + "0200", // IFLA_INFO_DATA, 44 bytes
+      "0800" + "0200" + "c0a80001", // IFLA_IPTUN_LOCAL 192.168.0.1
+      "0800" + "0300" + "00000000", // IFLA_IPTUN_REMOTE any
+      "0500" + "0400" + "00" + "000000", // IFLA_IPTUN_TTL 0 (inherit)
+      "0500" + "0500" + "00" + "000000", // IFLA_IPTUN_TOS 0 (inherit)
+      "0500" + "0a00" + "01" + "000000", // IFLA_IPTUN_PMTUDISC 1
+    ].join(""),
+  );
+  const { attrs } = nl.decodeIfInfo(body);
+  const info = nl.attrMap(nl.decodeAttrs(nl.attrMap(attrs).get(nl.IFLA_LINKINFO)!));
+  assert.equal(nl.readStr(info.get(nl.IFLA_INFO_KIND)), "ipip");
+});

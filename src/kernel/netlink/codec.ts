@@ -397,3 +397,18 @@ export function bytesToMac(b: Buffer | undefined): string {
   if (!b || b.length !== 6) return "";
   return [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
 }
+
+/**
+ * The ifinfomsg body of `ip link add NAME [mtu M] type ipip local LOCAL` (remote any, ttl inherit, tos
+ * inherit, pmtudisc) — what iproute2's link_iptnl sends for those options. `local` is 4 bytes or absent.
+ */
+export function encodeIpipLinkBody(name: string, local: Buffer | null, mtu?: number): Buffer {
+  const data: Attr[] = [];
+  if (local !== null) data.push(bytes(IFLA_IPTUN_LOCAL, local));
+  data.push(bytes(IFLA_IPTUN_REMOTE, Buffer.alloc(4)));
+  data.push(u8(IFLA_IPTUN_TTL, 0), u8(IFLA_IPTUN_TOS, 0), u8(IFLA_IPTUN_PMTUDISC, 1));
+  const attrs: Attr[] = [str(IFLA_IFNAME, name)];
+  if (mtu !== undefined) attrs.push(u32(IFLA_MTU, mtu));
+  attrs.push(nested(IFLA_LINKINFO, [str(IFLA_INFO_KIND, "ipip"), nested(IFLA_INFO_DATA, data)]));
+  return encodeIfInfo({}, attrs);
+}

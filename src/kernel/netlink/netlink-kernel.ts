@@ -336,19 +336,8 @@ export class NetlinkKernel implements Kernel {
       // ip link add NAME [mtu M] type ipip local LOCAL (remote any, ttl inherit, pmtudisc)
       addIpip: (spec: IpipSpec): Link => {
         const op = `add link ${spec.name} type ipip local ${spec.local?.toString() ?? "any"}`;
-        const data: nl.Attr[] = [];
-        if (spec.local) data.push(ipAttr(nl.IFLA_IPTUN_LOCAL, spec.local));
-        data.push(ipAttr(nl.IFLA_IPTUN_REMOTE, IpAddr.zero(4)));
-        data.push(nl.u8(nl.IFLA_IPTUN_TTL, 0), nl.u8(nl.IFLA_IPTUN_TOS, 0), nl.u8(nl.IFLA_IPTUN_PMTUDISC, 1));
-        const attrs: nl.Attr[] = [nl.str(nl.IFLA_IFNAME, spec.name)];
-        if (spec.mtu !== undefined) attrs.push(nl.u32(nl.IFLA_MTU, spec.mtu));
-        attrs.push(
-          nl.nested(nl.IFLA_LINKINFO, [
-            nl.str(nl.IFLA_INFO_KIND, "ipip"),
-            nl.nested(nl.IFLA_INFO_DATA, data),
-          ]),
-        );
-        this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, nl.encodeIfInfo({}, attrs), op);
+        const body = nl.encodeIpipLinkBody(spec.name, spec.local?.toBytes() ?? null, spec.mtu);
+        this.sock.request(nl.RTM_NEWLINK, nl.NLM_F_CREATE | nl.NLM_F_EXCL, body, op);
         return this.linkByName(spec.name, op);
       },
       // ip link add NAME [mtu M] type wireguard
