@@ -298,3 +298,64 @@ test("sysctl: per-link entries exist, unknown paths are refused like /proc", () 
     "ENOENT",
   );
 });
+
+test("ipip devices: local/remote attributes, one tunnel per endpoint pair, listed in dump", () => {
+  const k = host();
+  const l = k.links.addIpip({ name: "flannel.ipip", local: ip("10.0.0.1") });
+  assert.equal(l.kind, "ipip");
+  assert.equal(l.mtu, 1480);
+  assert.equal(l.mac, "");
+  assert.deepEqual(k.links.get("flannel.ipip")?.ipip, { local: ip("10.0.0.1"), remote: null });
+  assert.throws(() => k.links.addIpip({ name: "other", local: ip("10.0.0.1") }), { errno: "EEXIST" });
+  assert.match(k.dump(), /^ip link add flannel\.ipip type ipip local 10\.0\.0\.1 remote any mtu 1480 down$/m);
+  k.fail("links.addIpip", "EOPNOTSUPP");
+  assert.throws(() => k.links.addIpip({ name: "x", local: null }), { errno: "EOPNOTSUPP" });
+});
+
+test("wireguard devices: keys, port, peers with flags, allowed IPs owned by one peer, gone with the link", () => {
+  const k = host();
+  const K1 = Buffer.alloc(32, 1).toString("base64");
+  const K2 = Buffer.alloc(32, 2).toString("base64");
+  k.links.addWireguard("wg0", 1420);
+  assert.throws(() => k.wireguard.configure("eth0", {}), { errno: "EOPNOTSUPP" });
+  assert.throws(() => k.wireguard.configure("nope", {}), { errno: "ENODEV" });
+  assert.equal(k.wireguard.get("nope"), undefined);
+  k.wireguard.configure("wg0", {
+    privateKey: K1,
+    listenPort: 51820,
+    peers: [
+      { publicKey: K2, allowedIps: [net("10.244.2.0/24")], endpoint: { ip: ip("10.0.0.2"), port: 51820 } },
+    ],
+  });
+  // Without REPLACE_ALLOWEDIPS allowed IPs accumulate; with it they are replaced.
+  k.wireguard.configure("wg0", { peers: [{ publicKey: K2, allowedIps: [net("10.244.3.0/24")] }] });
+  assert.deepEqual(k.wireguard.get("wg0")?.peers[0]?.allowedIps.map(String), [
+    "10.244.2.0/24",
+    "10.244.3.0/24",
+  ]);
+  k.wireguard.configure("wg0", {
+    peers: [{ publicKey: K2, allowedIps: [net("10.244.4.0/24")], replaceAllowedIps: true }],
+  });
+  assert.deepEqual(k.wireguard.get("wg0")?.peers[0]?.allowedIps.map(String), ["10.244.4.0/24"]);
+  // Another peer taking the same allowed IP takes it away from the first.
+  k.wireguard.configure("wg0", { peers: [{ publicKey: K1, allowedIps: [net("10.244.4.0/24")] }] });
+  assert.deepEqual(
+    k.wireguard.get("wg0")?.peers.map((p) => [p.publicKey, p.allowedIps.map(String)]),
+    [
+      [K2, []],
+      [K1, ["10.244.4.0/24"]],
+    ],
+  );
+  k.wireguard.configure("wg0", { peers: [{ publicKey: K1, allowedIps: [], remove: true }] });
+  assert.deepEqual(
+    k.wireguard.get("wg0")?.peers.map((p) => p.publicKey),
+    [K2],
+  );
+  k.wireguard.configure("wg0", { replacePeers: true });
+  assert.deepEqual(k.wireguard.get("wg0")?.peers, []);
+  assert.equal(k.wireguard.get("wg0")?.listenPort, 51820);
+  assert.throws(() => k.wireguard.configure("wg0", { privateKey: "c2hvcnQ=" }), { errno: "EINVAL" });
+  k.links.delete("wg0");
+  k.links.addWireguard("wg0");
+  assert.deepEqual(k.wireguard.get("wg0"), { name: "wg0", publicKey: "", listenPort: 0, peers: [] });
+});
