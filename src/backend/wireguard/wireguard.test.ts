@@ -271,7 +271,8 @@ test("separate mode dual-stack: two devices, v6 on its own port; auto mode: one 
 test("a kernel without the wireguard module gives a plain error with a hint", async () => {
   const { kernel, deps } = rig();
   kernel.fail("links.addWireguard", "EOPNOTSUPP");
-  const err = await createWireguardBackend(deps, { keyFile: keyFile() })
+  const file = keyFile();
+  const err = await createWireguardBackend(deps, { keyFile: file })
     .registerNetwork(config(), new AbortController().signal)
     .then(
       () => assert.fail("expected a failure"),
@@ -284,4 +285,5 @@ test("a kernel without the wireguard module gives a plain error with a hint", as
     /^the wireguard backend needs the kernel's wireguard module, which this kernel does not have/,
   );
   assert.match(err.message, /load it or choose another backend \(vxlan\)$/);
+  assert.throws(() => statSync(file), { code: "ENOENT" }); // no key file written for nothing
 });

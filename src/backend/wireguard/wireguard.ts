@@ -117,20 +117,17 @@ function samePeerState(a: WireguardPeer, b: WireguardPeer): boolean {
   );
 }
 
-/** Creates a device afresh: an existing one is deleted first (upstream recreates it on every start). */
-export function createWgDevice(
-  kernel: Kernel,
-  wg: Wireguard,
-  opts: { name: string; mtu: number; privateKey: string; listenPort: number },
-  logger: Logger,
-): Link {
+/**
+ * Creates the device link afresh: an existing one is deleted first (upstream recreates it on every start).
+ * A kernel without the module fails here, with the plain missing-module error.
+ */
+export function createWgLink(kernel: Kernel, opts: { name: string; mtu: number }, logger: Logger): Link {
   if (kernel.links.get(opts.name) !== undefined) {
     logger.warn(`${JSON.stringify(opts.name)} already exists; recreating device`);
     kernel.links.delete(opts.name);
   }
-  let link: Link;
   try {
-    link = kernel.links.addWireguard(opts.name, opts.mtu);
+    return kernel.links.addWireguard(opts.name, opts.mtu);
   } catch (err) {
     const missing = missingModuleError("wireguard", "wireguard", err);
     if (missing !== undefined) throw missing;
@@ -138,6 +135,13 @@ export function createWgDevice(
       cause: err,
     });
   }
+}
+
+/** Gives a new device its key and port, with no peers. */
+export function initWgDevice(
+  wg: Wireguard,
+  opts: { name: string; privateKey: string; listenPort: number },
+): void {
   try {
     wg.configure(opts.name, {
       privateKey: opts.privateKey,
@@ -152,7 +156,6 @@ export function createWgDevice(
       cause: err,
     });
   }
-  return link;
 }
 
 export class WireguardNetwork implements Network, ReconcileTarget {
@@ -343,12 +346,8 @@ export class WireguardNetwork implements Network, ReconcileTarget {
       this.logger.warn(`Interface ${d.name} ${link === undefined ? "deleted" : "replaced"}; recreating it`);
       d.index = 0;
       this.configured.delete(d.name);
-      link = createWgDevice(
-        k,
-        this.wg,
-        { name: d.name, mtu: this.mtu(), privateKey: this.keys.privateKey, listenPort: d.listenPort },
-        this.logger,
-      );
+      link = createWgLink(k, { name: d.name, mtu: this.mtu() }, this.logger);
+      initWgDevice(this.wg, { name: d.name, privateKey: this.keys.privateKey, listenPort: d.listenPort });
     }
     for (const f of d.families) {
       configureVxlanDevice(
@@ -452,10 +451,8 @@ export function createWireguardBackend(deps: BackendDeps, opts: WireguardBackend
       const cfg = decodeWireguardConfig(config.backend, ext.iface.mtu);
       const wg = deps.kernel.wireguard;
       if (wg === undefined) throw new Error("This kernel adapter cannot configure WireGuard devices");
-      const keys = loadOrCreateWireguardKey(opts.keyFile ?? DEFAULT_WIREGUARD_KEY_FILE);
       const mtu = cfg.mtu - WIREGUARD_OVERHEAD;
 
-      // Devices first (upstream order): their creation is what fails on a kernel without the module.
       const plan: { name: string; listenPort: number; families: Family[] }[] = [];
       if (cfg.mode === "separate") {
         if (config.enableIpv4) plan.push({ name: WG_DEVICE, listenPort: cfg.listenPort, families: [4] });
@@ -466,13 +463,21 @@ export function createWireguardBackend(deps: BackendDeps, opts: WireguardBackend
         if (config.enableIpv6) fams.push(6);
         plan.push({ name: WG_DEVICE, listenPort: cfg.listenPort, families: fams });
       }
-      for (const p of plan) {
-        createWgDevice(
-          deps.kernel,
-          wg,
-          { name: p.name, mtu, privateKey: keys.privateKey, listenPort: p.listenPort },
-          logger,
-        );
+      // Links first: on a kernel without the module this fails before anything (a key file) is written.
+      try {
+        for (const p of plan) createWgLink(deps.kernel, { name: p.name, mtu }, logger);
+      } catch (err) {
+        for (const p of plan) deps.kernel.links.delete(p.name);
+        throw err;
+      }
+      let keys: { privateKey: string; publicKey: string };
+      try {
+        keys = loadOrCreateWireguardKey(opts.keyFile ?? DEFAULT_WIREGUARD_KEY_FILE);
+        for (const p of plan)
+          initWgDevice(wg, { name: p.name, privateKey: keys.privateKey, listenPort: p.listenPort });
+      } catch (err) {
+        for (const p of plan) deps.kernel.links.delete(p.name);
+        throw err;
       }
 
       const attrs: LeaseAttrs = {
