@@ -80,7 +80,11 @@ async function main(): Promise<number> {
       );
     },
     selectExternalInterface,
-    getBackend: (type, d) => getBackend(type, { ...d, metrics }),
+    getBackend: (type, d) => {
+      // Upstream's wireguard backend reads WIREGUARD_KEY_FILE itself; here only the entry point reads env.
+      const wgKey = process.env.WIREGUARD_KEY_FILE;
+      return getBackend(type, { ...d, metrics, ...(wgKey ? { wireguardKeyFile: wgKey } : {}) });
+    },
     createTrafficManager: (kind) =>
       kind === "iptables"
         ? new IptablesManager({
