@@ -109,7 +109,9 @@ function isIpv6SubnetConfigCompat(cfg: NetworkConfig, sn6: IpNet | null): boolea
 
 /**
  * Free candidates from `min` in steps of the subnet size while `<= max`, skipping any that overlap a
- * taken subnet, at most 100 of them (upstream allocateSubnet).
+ * taken subnet, at most 100 of them (upstream allocateSubnet). Overlap is tested against the taken subnets
+ * as address intervals sorted by start, with the running maximum of their ends, so each candidate costs a
+ * binary search instead of a scan of every lease (10,000 leases × 100 candidates took ~0.3 s of a start).
  */
 export function freeSubnets(
   min: IpAddr,
@@ -118,16 +120,37 @@ export function freeSubnets(
   taken: readonly (IpNet | null)[],
 ): IpNet[] {
   const out: IpNet[] = [];
-  const used = taken.filter((t): t is IpNet => t !== null && t.family === min.family);
+  const used = taken
+    .filter((t): t is IpNet => t !== null && t.family === min.family)
+    .map((t) => ({ start: t.ip.value, end: t.last.value }))
+    .sort((a, b) => (a.start < b.start ? -1 : a.start > b.start ? 1 : 0));
+  const maxEnd: bigint[] = [];
+  for (const u of used)
+    maxEnd.push(maxEnd.length === 0 ? u.end : bigMax(maxEnd[maxEnd.length - 1] as bigint, u.end));
+  /** True when some taken interval starting at or before `end` reaches `start`. */
+  const overlapsTaken = (start: bigint, end: bigint): boolean => {
+    let lo = 0;
+    let hi = used.length; // first index whose start is > end
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if ((used[mid] as { start: bigint }).start <= end) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 && (maxEnd[lo - 1] as bigint) >= start;
+  };
   let sn = IpNet.of(min, prefixLen);
   for (;;) {
     if (sn.ip.compare(max) > 0 || out.length >= MAX_CANDIDATES) break;
-    const cand = sn;
-    if (!used.some((t) => cand.overlaps(t))) out.push(cand);
-    if (sn.last.value === (1n << BigInt(sn.ip.bits)) - 1n) break; // the address space ends here
+    const last = sn.last.value;
+    if (!overlapsTaken(sn.ip.value, last)) out.push(sn);
+    if (last === (1n << BigInt(sn.ip.bits)) - 1n) break; // the address space ends here
     sn = sn.next();
   }
   return out;
+}
+
+function bigMax(a: bigint, b: bigint): bigint {
+  return a > b ? a : b;
 }
 
 /** True for errors that waiting cannot fix (bad config, full network, auth). */
