@@ -5,6 +5,7 @@ import { FlannelError } from "../../errors.ts";
 import { IpAddr } from "../../ip/addr.ts";
 import { IpNet } from "../../ip/net.ts";
 import { FakeKernel } from "../../kernel/fake-kernel.ts";
+import { waitFor } from "../../../test/helpers/netns.ts";
 import type { Lease } from "../../lease/lease.ts";
 import { MemoryLogger } from "../../log/logger.ts";
 import type { BackendDeps } from "../backend.ts";
@@ -180,4 +181,26 @@ test("ipip config errors: wrong types, IPv4 disabled", async () => {
     createIpipBackend(deps).registerNetwork({ ...config(), enableIpv4: false, enableIpv6: true }, signal),
     /supports IPv4 only/,
   );
+});
+
+test("a deleted flannel.ipip is recreated with its address and every peer's route (kernel event)", async () => {
+  const { kernel, sm, deps, log } = rig();
+  const net = (await createIpipBackend(deps, { checkMs: 60_000, retryMs: 10 }).registerNetwork(
+    config(),
+    signal,
+  )) as RouteNetwork;
+  const ctl = new AbortController();
+  const running = net.run(ctl.signal);
+  await sm.push({
+    snapshot: [lease("10.244.2.0/24", "198.51.100.2"), lease("10.244.3.0/24", "198.51.100.3")],
+  });
+  const before = kernel.dump();
+  const oldIndex = kernel.links.get("flannel.ipip")!.index;
+  kernel.links.delete("flannel.ipip");
+  await waitFor(() => kernel.dump() === before, 10_000, "flannel.ipip and its routes back");
+  assert.notEqual(kernel.links.get("flannel.ipip")!.index, oldIndex);
+  assert.match(before, /^ip route add 10\.244\.3\.0\/24 via 198\.51\.100\.3 dev flannel\.ipip onlink$/m);
+  assert.ok(log.lines.some((l) => l.includes("Interface flannel.ipip deleted; recreating it")));
+  ctl.abort();
+  await running;
 });

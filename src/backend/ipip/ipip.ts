@@ -15,6 +15,9 @@
 //   user's and is never deleted; one with the wrong local/remote is recreated.
 // - MTU: interface MTU − 20 (the outer IPv4 header). Upstream compares against the MTU of its request
 //   object, which is always 0, so it always sets it; so do we (idempotently).
+// - Repair (better than upstream, which never recreates flannel.ipip): a deleted or replaced device is
+//   recreated by the reconcile pass that its link-deleted notification triggers, and every peer's route is
+//   recomputed for the new ifindex from the leases kept here, then re-added by the same pass.
 // - A kernel without the ipip module fails at device creation with EOPNOTSUPP; that becomes a plain
 //   FlannelError saying what to do (kernel-module.ts).
 // - At exit the device and routes stay (§7.4).
@@ -24,13 +27,14 @@ import { decodeBackendField } from "../../config/config.ts";
 import type { NetworkConfig } from "../../config/network-config.ts";
 import { IpAddr } from "../../ip/addr.ts";
 import { IfAddr } from "../../ip/net.ts";
-import { KernelError, type Kernel, type Link, type Route } from "../../kernel/ports.ts";
-import type { Lease, LeaseAttrs } from "../../lease/lease.ts";
+import type { IpNet } from "../../ip/net.ts";
+import { KernelError, type Kernel, type KernelEvent, type Link, type Route } from "../../kernel/ports.ts";
+import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
 import type { Logger } from "../../log/logger.ts";
 import { isAbort } from "../../util/sleep.ts";
 import type { Backend, BackendDeps, Network } from "../backend.ts";
 import { missingModuleError } from "../kernel-module.ts";
-import { RouteNetwork } from "../route-network.ts";
+import { RouteNetwork, type RouteNetworkOptions } from "../route-network.ts";
 import { configureVxlanDevice } from "../vxlan/device.ts";
 
 export const IPIP_DEVICE = "flannel.ipip";
@@ -96,6 +100,84 @@ export function ensureIpipLink(kernel: Kernel, local: IpAddr, logger: Logger): L
   return link;
 }
 
+/** flannel.ipip as it must be: what ensureDevices (re)creates. */
+interface IpipDevice {
+  local: IpAddr;
+  mtu: number;
+  addr: IfAddr;
+  network: IpNet | null;
+  /** Current ifindex; the peers' routes point at it. */
+  index: number;
+}
+
+/** Gives flannel.ipip its MTU, its single /32 address, and brings it up. Idempotent. */
+function configureIpipDevice(kernel: Kernel, link: Link, dev: IpipDevice, logger: Logger): void {
+  if (link.mtu !== dev.mtu) {
+    logger.info(`current MTU of ${IPIP_DEVICE} is ${link.mtu}, setting it to ${dev.mtu}`);
+    try {
+      kernel.links.setMtu(IPIP_DEVICE, dev.mtu);
+    } catch (err) {
+      throw new Error(`failed to set ${IPIP_DEVICE} MTU to ${dev.mtu}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+  // A /32 so that no prefix or broadcast routes appear; it is the source for host → pod traffic.
+  configureVxlanDevice(
+    kernel,
+    link,
+    { family: 4, addr: dev.addr, network: dev.network, mac: link.mac, fixMac: false },
+    logger,
+  );
+}
+
+/** RouteNetwork plus the upkeep of flannel.ipip, whose ifindex the routes carry. */
+export class IpipNetwork extends RouteNetwork {
+  /** The current remote leases, to recompute their routes when the device gets a new ifindex. */
+  private readonly leases = new Map<string, Lease>();
+
+  private readonly deps: BackendDeps;
+  private readonly log: Logger;
+
+  constructor(
+    opts: RouteNetworkOptions,
+    private readonly dev: IpipDevice,
+  ) {
+    super(opts);
+    this.deps = opts.deps;
+    this.log = opts.logger;
+  }
+
+  override handleBatch(batch: readonly LeaseEvent[]): Set<string> {
+    for (const ev of batch) {
+      const key = String(ev.lease.subnet);
+      if (ev.type === "removed") this.leases.delete(key);
+      else if (ev.lease.attrs.backendType === "ipip") this.leases.set(key, ev.lease);
+    }
+    return super.handleBatch(batch);
+  }
+
+  override ensureDevices(): void {
+    const deps = this.deps;
+    let link = deps.kernel.links.get(IPIP_DEVICE);
+    const ok =
+      link?.kind === "ipip" && link.ipip?.local?.equals(this.dev.local) === true && link.ipip.remote === null;
+    if (!ok) {
+      this.log.warn(`Interface ${IPIP_DEVICE} ${link === undefined ? "deleted" : "changed"}; recreating it`);
+      link = ensureIpipLink(deps.kernel, this.dev.local, this.log);
+    }
+    configureIpipDevice(deps.kernel, link!, this.dev, this.log);
+    if (link!.index !== this.dev.index) {
+      this.dev.index = link!.index;
+      this.log.info(`Recreated interface ${IPIP_DEVICE}; re-adding the routes of ${this.leases.size} peers`);
+      super.handleBatch([...this.leases.values()].map((lease) => ({ type: "added" as const, lease })));
+    }
+  }
+
+  override concerns(ev: KernelEvent): boolean {
+    if (ev.type === "link-deleted" && (ev.name === IPIP_DEVICE || ev.index === this.dev.index)) return true;
+    return super.concerns(ev);
+  }
+}
+
 /** The ipip backend factory (registry.ts). */
 export function createIpipBackend(deps: BackendDeps, opts: IpipBackendOptions = {}): Backend {
   const logger = deps.logger.child("ipip.ts");
@@ -130,34 +212,16 @@ export function createIpipBackend(deps: BackendDeps, opts: IpipBackendOptions = 
         throw new Error(`failed to configure interface ${IPIP_DEVICE}: the lease has no IPv4 subnet`);
 
       const link = ensureIpipLink(deps.kernel, ext.ifaceAddr, logger);
-      if (link.mtu !== mtu) {
-        logger.info(`current MTU of ${IPIP_DEVICE} is ${link.mtu}, setting it to ${mtu}`);
-        try {
-          deps.kernel.links.setMtu(IPIP_DEVICE, mtu);
-        } catch (err) {
-          throw new Error(`failed to set ${IPIP_DEVICE} MTU to ${mtu}: ${errorMessage(err)}`, { cause: err });
-        }
-      }
-      // A /32 so that no prefix or broadcast routes appear; it is the source for host → pod traffic.
-      try {
-        configureVxlanDevice(
-          deps.kernel,
-          link,
-          {
-            family: 4,
-            addr: new IfAddr(lease.subnet.ip, 32),
-            network: config.network,
-            mac: link.mac,
-            fixMac: false,
-          },
-          logger,
-        );
-      } catch (err) {
-        throw new Error(errorMessage(err), { cause: err });
-      }
+      const dev: IpipDevice = {
+        local: ext.ifaceAddr,
+        mtu,
+        addr: new IfAddr(lease.subnet.ip, 32),
+        network: config.network,
+        index: link.index,
+      };
+      configureIpipDevice(deps.kernel, link, dev, logger);
 
-      const ipipIndex = link.index;
-      return new RouteNetwork({
+      const routeOpts: RouteNetworkOptions = {
         deps,
         logger,
         backendType: "ipip",
@@ -173,7 +237,7 @@ export function createIpipBackend(deps: BackendDeps, opts: IpipBackendOptions = 
             );
             return undefined;
           }
-          let linkIndex = ipipIndex;
+          let linkIndex = dev.index;
           if (cfg.directRouting) {
             try {
               if (deps.kernel.routes.get(gw).gw === undefined) {
@@ -188,7 +252,8 @@ export function createIpipBackend(deps: BackendDeps, opts: IpipBackendOptions = 
         },
         ...(opts.checkMs === undefined ? {} : { checkMs: opts.checkMs }),
         ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
-      });
+      };
+      return new IpipNetwork(routeOpts, dev);
     },
   };
 }
