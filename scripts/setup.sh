@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 iputils-ping iperf3 openssl kmod)
+PACKAGES=(etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 iputils-ping iperf3 openssl kmod wireguard-tools)
 
 if [ "$(id -u)" != 0 ]; then
   echo "setup: run as root (it installs Debian packages and the tests use network namespaces)" >&2
