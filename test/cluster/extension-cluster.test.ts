@@ -84,6 +84,7 @@ describe("etcd cluster with the extension backend", { skip: isRoot ? false : "ne
       30_000,
       "a green matrix",
     );
+    assert.ok(m);
     assert.equal(m.pods.length, 3);
     const n1 = topo.nodes[0];
     assert.ok(n1);
