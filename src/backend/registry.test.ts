@@ -30,7 +30,15 @@ function deps(): BackendDeps {
 }
 
 test("the registry names exactly the backends that exist", () => {
-  assert.deepEqual(Object.keys(backendFactories).sort(), ["alloc", "extension", "host-gw", "ipip", "udp", "vxlan", "wireguard"]);
+  assert.deepEqual(Object.keys(backendFactories).sort(), [
+    "alloc",
+    "extension",
+    "host-gw",
+    "ipip",
+    "udp",
+    "vxlan",
+    "wireguard",
+  ]);
 });
 
 test("getBackend matches the type lower-cased", () => {
