@@ -40,3 +40,56 @@ test("freeSubnets equals a scan of every taken subnet, with nested, mixed-size a
     );
   }
 });
+
+test("the first lease watch starts from the acquisition's listing: its snapshot, then every later change", async (t) => {
+  const { startEtcd } = await import("../../../test/helpers/etcd.ts");
+  const { waitFor } = await import("../../../test/helpers/netns.ts");
+  const { MemoryLogger } = await import("../../log/logger.ts");
+  const { EtcdSubnetManager } = await import("./manager.ts");
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const prefix = "/seed/network";
+  const put = (sn: string, ip: string): void =>
+    void etcd.etcdctl([
+      "put",
+      `${prefix}/subnets/${sn.replace("/", "-")}`,
+      `{"PublicIP":"${ip}","PublicIPv6":null,"BackendType":"vxlan"}`,
+    ]);
+  etcd.etcdctl(["put", `${prefix}/config`, '{ "Network": "10.3.0.0/16", "SubnetMin": "10.3.1.0" }']);
+  put("10.3.100.0/24", "2.2.2.2");
+  const m = new EtcdSubnetManager({
+    endpoints: [etcd.endpoint],
+    prefix,
+    prevSubnet: null,
+    prevIpv6Subnet: null,
+    renewMarginMin: 60,
+    logger: new MemoryLogger(),
+  });
+  const ac = new AbortController();
+  try {
+    const own = await m.acquireLease(
+      { publicIp: IpAddr.parse("1.1.1.1"), publicIpv6: null, backendType: "vxlan" },
+      ac.signal,
+    );
+    // Written after the acquisition listed the leases, before the watch starts: must come as an event.
+    put("10.3.101.0/24", "3.3.3.3");
+    const got: string[] = [];
+    const done = (async () => {
+      for await (const batch of m.watchLeases(ac.signal)) {
+        for (const r of batch) {
+          if ("snapshot" in r) got.push(`snapshot ${r.snapshot.map((l) => String(l.subnet)).join(",")}`);
+          else for (const e of r.events) got.push(`${e.type} ${String(e.lease.subnet)}`);
+        }
+      }
+    })();
+    await waitFor(() => got.includes("added 10.3.101.0/24"), 10_000, "the event of the later lease");
+    // The snapshot is the acquisition's listing (without our own lease, created after it); our own lease
+    // and the later peer follow as events, in etcd's order.
+    assert.deepEqual(got, ["snapshot 10.3.100.0/24", `added ${String(own.subnet)}`, "added 10.3.101.0/24"]);
+    ac.abort();
+    await done;
+  } finally {
+    ac.abort();
+    m.close();
+  }
+});

@@ -259,7 +259,12 @@ export class EtcdSubnetManager implements SubnetManager {
         return a.ok && isMine(a.value);
       },
     });
-    this.seed = { leases, revision, atMs: Date.now() };
+    const seed = { leases, revision, atMs: Date.now() };
+    this.seed = seed;
+    // A backend that never watches must not keep every lease alive; unref: this timer holds no process.
+    setTimeout(() => {
+      if (this.seed === seed) this.seed = undefined;
+    }, SEED_MAX_AGE_MS).unref();
 
     const mine = leases.find((l) => isMine(l.attrs) && (l.subnet === null) === v6only);
     if (mine !== undefined) {
