@@ -5,7 +5,7 @@
 // deleted by hand come back.
 
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,50 +14,14 @@ import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs, type NodePlan } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
 import { waitFor } from "../helpers/netns.ts";
+import { bridgeFdb, exited, ipJson, nsRun, waitPidGone } from "../helpers/cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
-
-function nsRun(ns: string, file: string, args: readonly string[]): { code: number; out: string } {
-  const r = spawnSync("ip", ["netns", "exec", ns, file, ...args], { encoding: "utf8" });
-  return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` };
-}
-
-function ipJson<T>(ns: string, args: readonly string[]): T {
-  const out = nsRun(ns, "ip", ["-json", ...args]).out.trim();
-  return (out === "" ? [] : JSON.parse(out)) as T;
-}
-
-function bridgeFdb(ns: string, dev: string): { mac: string; dst?: string }[] {
-  const out = nsRun(ns, "bridge", ["-json", "fdb", "show", "dev", dev]).out.trim();
-  return (out === "" ? [] : JSON.parse(out)) as { mac: string; dst?: string }[];
-}
 
 function subnetOf(file: string): string {
   const m = /^FLANNEL_SUBNET=(.*)$/m.exec(readFileSync(file, "utf8"));
   assert.ok(m, `no FLANNEL_SUBNET in ${file}`);
   return m[1] as string;
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
-  });
-}
-
-async function waitPidGone(pid: number): Promise<void> {
-  await waitFor(
-    () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    },
-    10_000,
-    `process ${pid} to exit`,
-  );
 }
 
 for (const backend of ["vxlan", "host-gw"] as const) {

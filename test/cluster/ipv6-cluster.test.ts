@@ -7,28 +7,18 @@
 // must lack `--random-fully` while the others carry it.
 
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Lab, type MatrixResult } from "../../src/ctl/lab/lab.ts";
+import { Lab } from "../../src/ctl/lab/lab.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
 import { IpNet } from "../../src/ip/net.ts";
+import { ipJson, nsRun, settledMatrix } from "../helpers/cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
 const NETWORK = "10.244.0.0/16";
 const IPV6_NETWORK = "fd00:10:244::/56";
-
-function nsRun(ns: string, file: string, args: readonly string[]): { code: number; out: string } {
-  const r = spawnSync("ip", ["netns", "exec", ns, file, ...args], { encoding: "utf8" });
-  return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` };
-}
-
-function ipJson<T>(ns: string, args: readonly string[]): T {
-  const out = nsRun(ns, "ip", ["-json", ...args]).out.trim();
-  return (out === "" ? [] : JSON.parse(out)) as T;
-}
 
 function env(file: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -41,21 +31,6 @@ function env(file: string): Record<string, string> {
 
 /** `fd00:10:244:3::1/64` → `fd00:10:244:3::/64` (the lease subnet from subnet.env's first address). */
 const masked = (cidr: string): IpNet => IpNet.parse(cidr);
-
-/**
- * The connectivity matrix once it is all green, or the last one after 30 s. `up()` returns when every node
- * has its lease; peers' routes, neighbours and FDB entries (and IPv6 DAD on the bridges) may still be settling
- * on a loaded machine, so the first probe is not the verdict.
- */
-async function settledMatrix(lab: Lab): Promise<MatrixResult> {
-  let m = await lab.connectivityMatrix();
-  const deadline = Date.now() + 30_000;
-  while (!m.allOk && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    m = await lab.connectivityMatrix();
-  }
-  return m;
-}
 
 const cases = [
   { backend: "vxlan", stack: "ipv6", fullyRandom: true },

@@ -11,7 +11,7 @@
 // Node 2 finds its name through POD_NAME/POD_NAMESPACE (a pod GET), the others through NODE_NAME.
 
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,7 @@ import type { LabTopology } from "../../src/ctl/lab/topology.ts";
 import type { KubeObject } from "../helpers/fake-kube-api.ts";
 import { RemoteFakeKubeApi } from "../helpers/fake-kube-remote.ts";
 import { waitFor } from "../helpers/netns.ts";
+import { bridgeFdb, ipJson, nsRun } from "../helpers/cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
 const P = "flannel.alpha.coreos.com";
@@ -29,21 +30,6 @@ const POD_NS = "kube-flannel";
 const MAC_RE = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 // klog lines only: a stack frame ("    at fn (file.ts:1:2)") would mean an unhandled crash.
 const STACK_FRAME = /^\s+at .+(\(.*:\d+:\d+\)|:\d+:\d+)$/m;
-
-function nsRun(ns: string, file: string, args: readonly string[]): { code: number; out: string } {
-  const r = spawnSync("ip", ["netns", "exec", ns, file, ...args], { encoding: "utf8" });
-  return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}` };
-}
-
-function ipJson<T>(ns: string, args: readonly string[]): T {
-  const out = nsRun(ns, "ip", ["-json", ...args]).out.trim();
-  return (out === "" ? [] : JSON.parse(out)) as T;
-}
-
-function bridgeFdb(ns: string, dev: string): { mac: string; dst?: string }[] {
-  const out = nsRun(ns, "bridge", ["-json", "fdb", "show", "dev", dev]).out.trim();
-  return (out === "" ? [] : JSON.parse(out)) as { mac: string; dst?: string }[];
-}
 
 const podCidr = (node: { index: number }): string => `10.244.${node.index}.0/24`;
 

@@ -8,77 +8,27 @@
 // `masquerade` without `fully-random` in both tables.
 
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Lab, repoRoot, type MatrixResult } from "../../src/ctl/lab/lab.ts";
+import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs, type NodePlan } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology, NodeInfo } from "../../src/ctl/lab/topology.ts";
 import { IpNet } from "../../src/ip/net.ts";
 import { waitFor } from "../helpers/netns.ts";
+import { exited, nsRun, settledMatrix, waitPidGone } from "../helpers/cluster.ts";
 
 const isRoot = process.getuid?.() === 0;
 const skip = isRoot ? false : "needs root (network namespaces)";
 const NETWORK = "10.244.0.0/16";
 const IPV6_NETWORK = "fd00:10:244::/56";
 
-function nsRun(
-  ns: string,
-  file: string,
-  args: readonly string[],
-  input?: string,
-): { code: number; out: string; stdout: string } {
-  const r = spawnSync("ip", ["netns", "exec", ns, file, ...args], {
-    encoding: "utf8",
-    timeout: 30_000,
-    ...(input === undefined ? {} : { input }),
-  });
-  return { code: r.status ?? 1, out: `${r.stdout}${r.stderr}`, stdout: r.stdout };
-}
-
 function subnetEnv(file: string, key: string): IpNet {
   const m = new RegExp(`^${key}=(.*)$`, "m").exec(readFileSync(file, "utf8"));
   assert.ok(m, `no ${key} in ${file}`);
   return IpNet.parse(m[1] as string);
-}
-
-function exited(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve();
-    else child.once("exit", () => resolve());
-  });
-}
-
-async function waitPidGone(pid: number): Promise<void> {
-  await waitFor(
-    () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    },
-    10_000,
-    `process ${pid} to exit`,
-  );
-}
-
-/**
- * The connectivity matrix once it is all green, or the last one after 30 s. `up()` returns when every node
- * has its lease; peers' routes, neighbours and FDB entries (and IPv6 DAD on the bridges) may still be settling
- * on a loaded machine, so the first probe is not the verdict.
- */
-async function settledMatrix(lab: Lab): Promise<MatrixResult> {
-  let m = await lab.connectivityMatrix();
-  const deadline = Date.now() + 30_000;
-  while (!m.allOk && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 500));
-    m = await lab.connectivityMatrix();
-  }
-  return m;
 }
 
 /** Every chain name iptables (and ip6tables) shows in the node, in all tables. */
