@@ -15,6 +15,7 @@ import {
   type ExtensionNetwork,
 } from "./extension.ts";
 import type { HookResult, HookRunner } from "./hook.ts";
+import { fakeNetworkConfig } from "../fake-network-config.ts";
 
 interface Call {
   command: string;
@@ -33,21 +34,7 @@ class FakeHooks implements HookRunner {
 }
 
 function config(backend: Record<string, unknown>): NetworkConfig {
-  return {
-    enableIpv4: true,
-    enableIpv6: false,
-    enableNftables: false,
-    network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: null,
-    subnetLen: 24,
-    subnetMin: null,
-    subnetMax: null,
-    ipv6SubnetLen: 0,
-    ipv6SubnetMin: null,
-    ipv6SubnetMax: null,
-    backendType: "extension",
-    backend: { Type: "extension", ...backend },
-  };
+  return fakeNetworkConfig("extension", backend);
 }
 
 function lease(subnet: string, publicIp: string, type = "extension", backendData?: string): Lease {

@@ -11,24 +11,10 @@ import type { BackendDeps } from "../backend.ts";
 import { FakeSubnetManager } from "../fake-subnet-manager.ts";
 import { RouteNetwork } from "../route-network.ts";
 import { createHostGwBackend, HOST_GW_NAT_ERROR } from "./host-gw.ts";
+import { fakeNetworkConfig } from "../fake-network-config.ts";
 
 function config(over: Partial<NetworkConfig> = {}): NetworkConfig {
-  return {
-    enableIpv4: true,
-    enableIpv6: false,
-    enableNftables: false,
-    network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: null,
-    subnetLen: 24,
-    subnetMin: null,
-    subnetMax: null,
-    ipv6SubnetLen: 0,
-    ipv6SubnetMin: null,
-    ipv6SubnetMax: null,
-    backendType: "host-gw",
-    backend: { Type: "host-gw" },
-    ...over,
-  };
+  return fakeNetworkConfig("host-gw", {}, over);
 }
 
 function lease(

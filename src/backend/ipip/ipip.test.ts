@@ -13,23 +13,10 @@ import { FakeSubnetManager } from "../fake-subnet-manager.ts";
 import { KERNEL_MODULE_MISSING } from "../kernel-module.ts";
 import { RouteNetwork } from "../route-network.ts";
 import { createIpipBackend } from "./ipip.ts";
+import { fakeNetworkConfig } from "../fake-network-config.ts";
 
 function config(backend: Record<string, unknown> = { Type: "ipip" }): NetworkConfig {
-  return {
-    enableIpv4: true,
-    enableIpv6: false,
-    enableNftables: false,
-    network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: null,
-    subnetLen: 24,
-    subnetMin: null,
-    subnetMax: null,
-    ipv6SubnetLen: 0,
-    ipv6SubnetMin: null,
-    ipv6SubnetMax: null,
-    backendType: "ipip",
-    backend,
-  };
+  return fakeNetworkConfig("ipip", backend);
 }
 
 function lease(subnet: string, publicIp: string, type = "ipip"): Lease {

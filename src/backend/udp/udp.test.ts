@@ -14,24 +14,10 @@ import { FakeSubnetManager } from "../fake-subnet-manager.ts";
 import { ipv4ToNumber, numberToIpv4, type PeerRoute } from "./packet.ts";
 import type { ProxyStats, UdpDataPath, UdpProxyOptions } from "./proxy.ts";
 import { createUdpBackend, decodeUdpPort, type UdpNetwork } from "./udp.ts";
+import { fakeNetworkConfig } from "../fake-network-config.ts";
 
 function config(over: Partial<NetworkConfig> = {}): NetworkConfig {
-  return {
-    enableIpv4: true,
-    enableIpv6: false,
-    enableNftables: false,
-    network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: null,
-    subnetLen: 24,
-    subnetMin: null,
-    subnetMax: null,
-    ipv6SubnetLen: 0,
-    ipv6SubnetMin: null,
-    ipv6SubnetMax: null,
-    backendType: "udp",
-    backend: { Type: "udp" },
-    ...over,
-  };
+  return fakeNetworkConfig("udp", {}, over);
 }
 
 function lease(subnet: string, publicIp: string, backendType = ""): Lease {

@@ -10,27 +10,13 @@ import { waitFor } from "../../../test/helpers/netns.ts";
 import type { BackendDeps, Network } from "../backend.ts";
 import { FakeSubnetManager } from "../fake-subnet-manager.ts";
 import { createVxlanBackend, type VxlanNetwork } from "./vxlan.ts";
+import { fakeNetworkConfig } from "../fake-network-config.ts";
 
 const MAC1 = "0e:2a:00:00:00:01";
 const MAC1V6 = "0e:2a:00:00:06:01";
 
 function config(over: Partial<NetworkConfig> = {}): NetworkConfig {
-  return {
-    enableIpv4: true,
-    enableIpv6: false,
-    enableNftables: false,
-    network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: null,
-    subnetLen: 24,
-    subnetMin: null,
-    subnetMax: null,
-    ipv6SubnetLen: 0,
-    ipv6SubnetMin: null,
-    ipv6SubnetMax: null,
-    backendType: "vxlan",
-    backend: { Type: "vxlan" },
-    ...over,
-  };
+  return fakeNetworkConfig("vxlan", {}, over);
 }
 
 interface PeerOpts {

@@ -17,6 +17,7 @@ import { KERNEL_MODULE_MISSING } from "../kernel-module.ts";
 import { decodeWireguardConfig, wireguardBackendData } from "./config.ts";
 import { loadOrCreateWireguardKey } from "./keys.ts";
 import { createWireguardBackend, selectEndpointFamily, type WireguardNetwork } from "./wireguard.ts";
+import { fakeNetworkConfig } from "../fake-network-config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "fts-w-wg-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -28,21 +29,11 @@ const K3 = Buffer.alloc(32, 3).toString("base64");
 const PSK = Buffer.alloc(32, 9).toString("base64");
 
 function config(backend: Record<string, unknown> = {}, dual = false): NetworkConfig {
-  return {
-    enableIpv4: true,
-    enableIpv6: dual,
-    enableNftables: false,
-    network: IpNet.parse("10.244.0.0/16"),
-    ipv6Network: dual ? IpNet.parse("fd00:10::/56") : null,
-    subnetLen: 24,
-    subnetMin: null,
-    subnetMax: null,
-    ipv6SubnetLen: dual ? 64 : 0,
-    ipv6SubnetMin: null,
-    ipv6SubnetMax: null,
-    backendType: "wireguard",
-    backend: { Type: "wireguard", ...backend },
-  };
+  return fakeNetworkConfig(
+    "wireguard",
+    backend,
+    dual ? { enableIpv6: true, ipv6Network: IpNet.parse("fd00:10::/56"), ipv6SubnetLen: 64 } : {},
+  );
 }
 
 function lease(
