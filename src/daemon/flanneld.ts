@@ -12,7 +12,7 @@
 //   down, config missing or malformed); connection loss inside the subnet manager is its own business.
 // - Kernel state (devices, routes, rules) is left in place at exit, so a restart does not disturb flows.
 
-import type { Backend, ExternalInterface, Network } from "../backend/backend.ts";
+import type { Backend, BackendDeps, ExternalInterface, Network } from "../backend/backend.ts";
 import type { FlanneldOptions } from "../cli/flanneld-options.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
 import { errorMessage, FlannelError } from "../errors.ts";
@@ -39,7 +39,7 @@ export interface DaemonDeps {
   commands: CommandRunner;
   createSubnetManager(opts: FlanneldOptions, prev: PreviousSubnets): Promise<SubnetManager>;
   selectExternalInterface(kernel: Kernel, opts: SelectOpts, logger: Logger): ExternalInterface;
-  getBackend(type: string, deps: Parameters<BackendLookup>[1]): Backend;
+  getBackend(type: string, deps: BackendDeps): Backend;
   createTrafficManager(kind: "iptables" | "nftables"): TrafficManager;
   startHealthz?(opts: {
     ip: string;
@@ -53,8 +53,6 @@ export interface DaemonDeps {
   /** Retry period of the network-config fetch (upstream: 1 s). */
   configRetryMs?: number;
 }
-
-type BackendLookup = (type: string, deps: import("../backend/backend.ts").BackendDeps) => Backend;
 
 export interface SelectOpts {
   iface: string[];
