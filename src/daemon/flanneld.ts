@@ -16,7 +16,6 @@ import type { Backend, BackendDeps, ExternalInterface, Network } from "../backen
 import type { FlanneldOptions } from "../cli/flanneld-options.ts";
 import type { NetworkConfig } from "../config/network-config.ts";
 import { errorMessage, FlannelError } from "../errors.ts";
-import { IpAddr } from "../ip/addr.ts";
 import type { IpNet } from "../ip/net.ts";
 import type { CommandRunner } from "../kernel/command.ts";
 import type { Kernel } from "../kernel/ports.ts";
@@ -327,9 +326,4 @@ function logHint(log: Logger, err: unknown): void {
       return;
     }
   }
-}
-
-/** Parses --public-ip style values for callers that need an IpAddr (undefined when empty). */
-export function optionalIp(text: string): IpAddr | undefined {
-  return text === "" ? undefined : IpAddr.parse(text);
 }
