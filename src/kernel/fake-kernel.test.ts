@@ -359,3 +359,14 @@ test("wireguard devices: keys, port, peers with flags, allowed IPs owned by one 
   k.links.addWireguard("wg0");
   assert.deepEqual(k.wireguard.get("wg0"), { name: "wg0", publicKey: "", listenPort: 0, peers: [] });
 });
+
+test("vxlan devices may share a VNI and port across address families, not within one", () => {
+  const k = new FakeKernel();
+  const common = { vni: 1, vtepIndex: 0, port: 0, learning: false, gbp: false };
+  k.links.addVxlan({ ...common, name: "flannel.1", local: IpAddr.parse("192.168.1.1") });
+  k.links.addVxlan({ ...common, name: "flannel-v6.1", local: IpAddr.parse("fd00::1") });
+  assert.throws(
+    () => k.links.addVxlan({ ...common, name: "other.1", local: IpAddr.parse("192.168.1.2") }),
+    (err: unknown) => err instanceof KernelError && err.errno === "EEXIST",
+  );
+});

@@ -433,9 +433,16 @@ export class FakeKernel implements Kernel {
         if (!Number.isInteger(spec.vni) || spec.vni < 0 || spec.vni >= 1 << 24)
           throw new KernelError("ERANGE", op);
         if (spec.mac !== undefined) normMac(spec.mac, op);
-        // A vxlan device with the same VNI and port already exists: the kernel refuses a second one.
+        // A vxlan device with the same VNI and port already exists in the same address family (the kernel keeps
+        // one UDP socket per family and port; a device without a local address is IPv4): the kernel refuses it.
+        const family = spec.local?.family ?? 4;
         for (const l of this.linkTable.values()) {
-          if (l.vxlan && l.vxlan.vni === spec.vni && (l.vxlan.port || 8472) === (spec.port || 8472)) {
+          if (
+            l.vxlan &&
+            l.vxlan.vni === spec.vni &&
+            (l.vxlan.port || 8472) === (spec.port || 8472) &&
+            (l.vxlan.local?.family ?? 4) === family
+          ) {
             throw new KernelError("EEXIST", op);
           }
         }
