@@ -213,6 +213,8 @@ export interface KernelEvents {
   /**
    * Delivers link, route and neighbour/FDB change notifications until `signal` aborts.
    * Never blocks the event loop. An overflow is reported as an event, never thrown.
+   * Route deletions made through this same Kernel may be left out (the netlink kernel drops the echoes of
+   * its own requests; the fake reports every deletion): a listener must not wait for its own deletes.
    */
   subscribe(onEvent: (ev: KernelEvent) => void, signal: AbortSignal): void;
 }

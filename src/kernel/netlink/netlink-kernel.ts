@@ -49,6 +49,8 @@ import { NetlinkSocket } from "./socket.ts";
 import * as wgc from "./wireguard-codec.ts";
 
 const RTPROT_BOOT = 3;
+/** Notifications a subscription never wants: additions (see subscribe). */
+const NOTIFY_DROP_TYPES: readonly number[] = [nl.RTM_NEWROUTE, nl.RTM_NEWNEIGH];
 
 /** One rtnetlink write request; `okErrnos` are the errnos that mean "already absent" for a delete. */
 interface WriteReq {
@@ -184,6 +186,8 @@ export class NetlinkKernel implements Kernel {
   private readonly sock: NetlinkSocket;
   /** The generic netlink socket and the "wireguard" family id, opened on first use. */
   private genl: { sock: NetlinkSocket; wgFamily: number } | undefined;
+  /** Open notification sockets, whose filters drop the echoes of `sock`'s route deletions. */
+  private readonly subscriptions = new Set<NetlinkSocket>();
 
   constructor() {
     this.sock = new NetlinkSocket({ recvTimeoutMs: 5000, rcvbufBytes: 1 << 20 });
@@ -200,10 +204,15 @@ export class NetlinkKernel implements Kernel {
     };
   }
 
-  /** Closes the request sockets (subscriptions close their own sockets when their signal aborts). */
+  /**
+   * Closes the request sockets (subscriptions close their own sockets when their signal aborts). Open
+   * subscriptions stop dropping the request socket's echoes: its port id is free now, and a socket that
+   * gets it next is someone else's, whose deletions must arrive.
+   */
   close(): void {
     this.sock.close();
     this.genl?.sock.close();
+    for (const sub of this.subscriptions) sub.setDropFilter({ types: NOTIFY_DROP_TYPES });
   }
 
   /**
@@ -661,9 +670,16 @@ export class NetlinkKernel implements Kernel {
       groups: nl.RTMGRP_LINK | nl.RTMGRP_NEIGH | nl.RTMGRP_IPV4_ROUTE | nl.RTMGRP_IPV6_ROUTE,
       rcvbufBytes: 1 << 20,
       // Only deletions of routes and neighbours are events; additions (our own writes, mostly) are dropped
-      // by the kernel before they can fill the buffer and overflow it (see socket.ts).
-      dropTypes: [nl.RTM_NEWROUTE, nl.RTM_NEWNEIGH],
+      // by the kernel before they can fill the buffer and overflow it, and so are the echoes of the route
+      // deletions made through this kernel's request socket (see socket.ts). Neighbour and FDB deletions
+      // cannot be told apart by sender and all arrive.
+      drop: {
+        types: NOTIFY_DROP_TYPES,
+        ...(this.sock.closed ? {} : { echoes: { types: [nl.RTM_DELROUTE], portIds: [this.sock.portId] } }),
+      },
     });
+    this.subscriptions.add(sock);
+    signal.addEventListener("abort", () => this.subscriptions.delete(sock), { once: true });
     // Known links, so that RTM_NEWLINK (sent for every change) becomes `link-added` only for new ones.
     // Read after joining the groups so that no link can slip between the dump and the first notification.
     const known = new Set(this.links.list().map((l) => l.index));

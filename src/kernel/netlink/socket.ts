@@ -10,10 +10,15 @@
 //   the process alive.
 // - ENOBUFS on the notification socket means the kernel dropped messages; it is reported to the caller
 //   (as an `overflow` event upstream of here), never thrown.
-// - `dropTypes` attaches a classic BPF socket filter that discards those message types in the kernel, before
-//   they are queued. A subscriber that needs only deletions would otherwise receive a notification for each
-//   of its own adds; 10,000 peers make 30,000 of them while the event loop is busy writing, the receive
-//   buffer overflows, and the overflow forces a needless full reconcile pass.
+// - `drop` attaches a classic BPF socket filter that discards message types in the kernel, before they are
+//   queued. A subscriber that needs only deletions would otherwise receive a notification for each of its
+//   own adds; 10,000 peers make 30,000 of them while the event loop is busy writing, the receive buffer
+//   overflows, and the overflow forces a needless full reconcile pass. `drop.echoes` also discards
+//   notifications of given types whose nlmsg_pid is the port id of one of our own request sockets: the
+//   kernel puts the requester's port id in RTM_DELROUTE, so our own route deletions need not come back,
+//   while one made by anyone else (`ip route del`, pid = its socket's port id) still does. RTM_DELNEIGH
+//   carries pid 0 for every deletion (neighbours and vxlan FDB entries, Linux 6.18), so it cannot be told
+//   apart this way.
 
 import koffi from "koffi";
 import { endianness } from "node:os";
@@ -50,6 +55,7 @@ const MANY_MAX_BYTES = 64 * 1024;
 
 /** struct sock_filter / sock_fprog (linux/filter.h), for SO_ATTACH_FILTER. */
 const SO_ATTACH_FILTER = 26;
+const BPF_LD_W_ABS = 0x20;
 const BPF_LD_H_ABS = 0x28;
 const BPF_JEQ_K = 0x15;
 const BPF_RET_K = 0x06;
@@ -60,9 +66,21 @@ interface SockFilter {
   k: number;
 }
 
+/** What a notification socket's filter discards in the kernel. */
+export interface DropSpec {
+  /** Message types dropped whoever caused them. */
+  types?: readonly number[];
+  /**
+   * Message types dropped when their nlmsg_pid is one of `portIds`: the notifications the kernel sends
+   * about the requests of those sockets (only for types whose notifications carry the requester's port id).
+   */
+  echoes?: { types: readonly number[]; portIds: readonly number[] };
+}
+
 interface Libc {
   socket: (domain: number, type: number, proto: number) => number;
   bind: (fd: number, addr: Buffer, len: number) => number;
+  getsockname: (fd: number, addr: Buffer, len: Buffer) => number;
   sendto: (fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, alen: number) => number;
   recv: (fd: number, buf: Buffer, len: number, flags: number) => number;
   setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
@@ -92,6 +110,7 @@ function lib(): Libc {
   libc = {
     socket: l.func("int socket(int, int, int)"),
     bind: l.func("int bind(int, const void *, uint32_t)"),
+    getsockname: l.func("int getsockname(int, void *, void *)"),
     sendto: l.func("intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)"),
     recv: l.func("intptr_t recv(int, void *, size_t, int)"),
     setsockopt: l.func("int setsockopt(int, int, int, const void *, uint32_t)"),
@@ -117,18 +136,36 @@ export function errnoName(n: number): string {
 }
 
 /**
- * The BPF program that drops datagrams whose (first) message has one of `types` and accepts the rest.
- * Notifications carry one message per datagram. BPF half-word loads are big-endian; nlmsg_type is host order.
+ * The BPF program that drops datagrams whose (first) message has one of `spec.types`, or one of
+ * `spec.echoes.types` with an nlmsg_pid in `spec.echoes.portIds`, and accepts the rest. Notifications carry
+ * one message per datagram. BPF loads are big-endian; the netlink header is in host order.
  */
-export function dropTypesFilter(
-  types: readonly number[],
-  littleEndian = endianness() === "LE",
-): SockFilter[] {
-  const be = (t: number): number => (littleEndian ? ((t & 0xff) << 8) | (t >> 8) : t);
+export function dropFilter(spec: DropSpec, littleEndian = endianness() === "LE"): SockFilter[] {
+  const h = (t: number): number => (littleEndian ? ((t & 0xff) << 8) | (t >> 8) : t);
+  const w = (v: number): number =>
+    littleEndian
+      ? (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0
+      : v >>> 0;
+  const types = spec.types ?? [];
+  const echoTypes = spec.echoes !== undefined && spec.echoes.portIds.length > 0 ? spec.echoes.types : [];
+  const portIds = echoTypes.length > 0 ? (spec.echoes?.portIds ?? []) : [];
+  // Layout: load type; type tests; echo-type tests; accept; [load pid; pid tests; accept]; drop.
+  const pidAt = 1 + types.length + echoTypes.length + 1; // the pid load, when there are echo tests
+  const drop = pidAt + (portIds.length > 0 ? 1 + portIds.length + 1 : 0);
   const prog: SockFilter[] = [{ code: BPF_LD_H_ABS, jt: 0, jf: 0, k: 4 }]; // nlmsg_type
-  // Instruction 1 + i jumps, when equal, to the "drop" return after the "accept" one.
-  types.forEach((t, i) => prog.push({ code: BPF_JEQ_K, jt: types.length - i, jf: 0, k: be(t) }));
+  const jumpTo = (target: number): number => {
+    const off = target - (prog.length + 1);
+    if (off < 0 || off > 255) throw new RangeError("socket filter too long");
+    return off;
+  };
+  for (const t of types) prog.push({ code: BPF_JEQ_K, jt: jumpTo(drop), jf: 0, k: h(t) });
+  for (const t of echoTypes) prog.push({ code: BPF_JEQ_K, jt: jumpTo(pidAt), jf: 0, k: h(t) });
   prog.push({ code: BPF_RET_K, jt: 0, jf: 0, k: 0xffffffff }); // accept the whole datagram
+  if (portIds.length > 0) {
+    prog.push({ code: BPF_LD_W_ABS, jt: 0, jf: 0, k: 12 }); // nlmsg_pid
+    for (const p of portIds) prog.push({ code: BPF_JEQ_K, jt: jumpTo(drop), jf: 0, k: w(p) });
+    prog.push({ code: BPF_RET_K, jt: 0, jf: 0, k: 0xffffffff });
+  }
   prog.push({ code: BPF_RET_K, jt: 0, jf: 0, k: 0 }); // drop
   return prog;
 }
@@ -146,6 +183,8 @@ export class NetlinkSocket {
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private readonly rbuf = Buffer.alloc(1 << 18);
   private readonly kernelAddr = sockaddrNl(0);
+  /** The port id the kernel assigned (nl_pid): the nlmsg_pid of notifications this socket's requests cause. */
+  readonly portId: number;
 
   /**
    * Opens a NETLINK_ROUTE socket (or `protocol`, e.g. NETLINK_GENERIC 16); `groups` (RTMGRP_* mask) joins
@@ -157,8 +196,8 @@ export class NetlinkSocket {
       rcvbufBytes?: number;
       recvTimeoutMs?: number;
       protocol?: number;
-      /** Message types discarded in the kernel (see the design notes); for notification sockets. */
-      dropTypes?: readonly number[];
+      /** Notifications discarded in the kernel (see the design notes); for notification sockets. */
+      drop?: DropSpec;
     } = {},
   ) {
     const c = lib();
@@ -167,19 +206,7 @@ export class NetlinkSocket {
     this.fd = fd;
     try {
       if (opts.rcvbufBytes) this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvbufBytes);
-      if (opts.dropTypes && opts.dropTypes.length > 0) {
-        const prog = dropTypesFilter(opts.dropTypes);
-        if (
-          c.setsockoptFprog(
-            fd,
-            SOL_SOCKET,
-            SO_ATTACH_FILTER,
-            { len: prog.length, filter: prog },
-            c.fprogSize,
-          ) < 0
-        )
-          throw new KernelError(errnoName(koffi.errno()), "attach netlink socket filter");
-      }
+      if (opts.drop !== undefined) this.attachFilter(opts.drop);
       if (opts.recvTimeoutMs) {
         const tv = Buffer.alloc(16);
         tv.writeBigInt64LE(BigInt(Math.floor(opts.recvTimeoutMs / 1000)), 0);
@@ -195,10 +222,39 @@ export class NetlinkSocket {
       const sa = sockaddrNl(opts.groups ?? 0);
       if (c.bind(fd, sa, sa.length) < 0)
         throw new KernelError(errnoName(koffi.errno()), "bind netlink socket");
+      // bind with nl_pid 0 has the kernel assign the port id; read it back.
+      const len = Buffer.alloc(4);
+      len.writeUInt32LE(sa.length, 0);
+      if (c.getsockname(fd, sa, len) < 0)
+        throw new KernelError(errnoName(koffi.errno()), "read netlink socket address");
+      this.portId = sa.readUInt32LE(4);
     } catch (err) {
       c.close(fd);
       throw err;
     }
+  }
+
+  /**
+   * Attaches (or replaces: the kernel swaps filters atomically) the socket filter that discards the
+   * notifications `spec` names. A closed socket is left alone.
+   */
+  setDropFilter(spec: DropSpec): void {
+    if (this.fd >= 0) this.attachFilter(spec);
+  }
+
+  private attachFilter(spec: DropSpec): void {
+    const prog = dropFilter(spec);
+    const c = lib();
+    if (
+      c.setsockoptFprog(
+        this.fd,
+        SOL_SOCKET,
+        SO_ATTACH_FILTER,
+        { len: prog.length, filter: prog },
+        c.fprogSize,
+      ) < 0
+    )
+      throw new KernelError(errnoName(koffi.errno()), "attach netlink socket filter");
   }
 
   private setInt(level: number, name: number, value: number): void {
