@@ -2,27 +2,7 @@
 // Builds the executables: one esbuild bundle per program in dist/, started by the small launchers in bin/.
 // The CNI plugin is bundled with all its code so that it starts fast (it runs once per pod ADD/DEL).
 import { build } from "esbuild";
-import { existsSync, readFileSync } from "node:fs";
-
-// etcd3 (with grpc-js and protobufjs) is bundled into the daemons: loaded from node_modules file by file it
-// took ~40% longer to start and ~6 MB more RSS (measured in docs/performance.md). It finds its gRPC protos
-// beside its own code (`${__dirname}/../proto/rpc.proto`), which a bundle moves, so that one path is
-// rewritten to resolve from the installed package; the build fails if etcd3 changes that line.
-const ETCD3_PROTO_EXPR = "`${__dirname}/../proto/rpc.proto`";
-const etcd3Protos = {
-  name: "etcd3-protos",
-  setup(b) {
-    b.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
-      const src = readFileSync(args.path, "utf8");
-      if (!src.includes(ETCD3_PROTO_EXPR)) {
-        throw new Error(`${args.path} no longer loads ${ETCD3_PROTO_EXPR}: update scripts/build.mjs`);
-      }
-      const resolved =
-        'require("node:path").join(require("node:path").dirname(require.resolve("etcd3")), "../proto/rpc.proto")';
-      return { contents: src.replace(ETCD3_PROTO_EXPR, resolved), loader: "js" };
-    });
-  },
-};
+import { existsSync } from "node:fs";
 
 const entries = [
   { entry: "src/cli/flanneld-main.ts", out: "dist/flanneld.js", external: true },
@@ -50,9 +30,8 @@ for (const e of entries) {
     target: "node20",
     sourcemap: "linked",
     // The native koffi stays in node_modules, and so does the Kubernetes client (a lazily loaded chunk
-    // would be large; it is only needed in kube mode). etcd3 is bundled (see etcd3Protos).
+    // would be large; it is only needed in kube mode).
     external: e.external ? ["koffi", "@kubernetes/client-node"] : ["koffi"],
-    plugins: [etcd3Protos],
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },

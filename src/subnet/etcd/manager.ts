@@ -25,7 +25,6 @@
 // - Cost: acquire lists all leases once per attempt (O(leases) plus one TimeToLive call per lease);
 //   allocation scans candidates from SubnetMin and stops at 100 free ones, so it is O(100 × leases).
 
-import { EtcdAuthenticationFailedError, EtcdPermissionDeniedError, GRPCUnauthenticatedError } from "etcd3";
 import { checkNetworkConfig, parseConfig } from "../../config/config.ts";
 import type { NetworkConfig } from "../../config/network-config.ts";
 import { FlannelError, errorMessage } from "../../errors.ts";
@@ -35,6 +34,7 @@ import type { Lease, LeaseAttrs, LeaseWatchResult } from "../../lease/lease.ts";
 import type { Logger } from "../../log/logger.ts";
 import { sleep } from "../../util/sleep.ts";
 import type { SubnetManager } from "../manager.ts";
+import { GrpcError, Status } from "./client/client.ts";
 import { EtcdRegistry, SubnetExistsError } from "./registry.ts";
 import { decodeLeaseAttrs } from "./keys.ts";
 
@@ -157,10 +157,13 @@ function bigMax(a: bigint, b: bigint): bigint {
 function isPermanent(err: unknown): boolean {
   // An unreachable etcd is a FlannelError too (it names the endpoints), but waiting is exactly what fixes it.
   if (err instanceof FlannelError) return err.code !== "ESUBNETEXISTS" && err.code !== "EETCDUNREACHABLE";
+  // etcd refuses bad credentials with INVALID_ARGUMENT "etcdserver: authentication failed, invalid user ID
+  // or password", missing rights with PERMISSION_DENIED, a missing or rejected token with UNAUTHENTICATED.
   return (
-    err instanceof EtcdAuthenticationFailedError ||
-    err instanceof EtcdPermissionDeniedError ||
-    err instanceof GRPCUnauthenticatedError
+    err instanceof GrpcError &&
+    (err.code === Status.PERMISSION_DENIED ||
+      err.code === Status.UNAUTHENTICATED ||
+      /authentication failed/.test(err.message))
   );
 }
 

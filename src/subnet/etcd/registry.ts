@@ -1,25 +1,32 @@
-// EtcdRegistry: the lease store of the etcd subnet manager, over the etcd v3 API (npm etcd3 against a real
-// etcd). Same keys, values and TTL handling as upstream's pkg/subnet/etcd/registry.go, so upstream and
+// EtcdRegistry: the lease store of the etcd subnet manager, over the etcd v3 API (our own small client,
+// ./client/, docs/adr/0004-etcd-client.md). Same keys, values and TTL handling as upstream's pkg/subnet/etcd/registry.go, so upstream and
 // flannel-ts nodes can share one etcd.
 //
 // Design notes:
-// - Raw RPCs (kv.range/put/txn/deleteRange, lease grant/revoke/timeToLive) rather than etcd3's builders:
-//   each call carries a deadline, leases are plain IDs (no keep-alive machinery: renewal grants a new lease
+// - Plain RPCs (KV Range/Put/Txn/DeleteRange, Lease Grant/Revoke/TimeToLive): each call carries a deadline, leases are plain IDs (no keep-alive machinery: renewal grants a new lease
 //   and re-puts, as upstream does — the old lease is left to expire, quirk A9), and create-if-absent is a
 //   single `Version(key) == 0` transaction.
 // - A key without an etcd lease (lease ID 0) is a reservation: its Lease has `expiration: null`.
-// - Watches use etcd3's multiplexed watch stream, which reconnects by itself (backoff 100 ms doubling up to
-//   5 s, our `DoublingBackoff`) and resumes from the revision after the last response it saw. A watch that
-//   etcd cancels because its revision was compacted cannot resume: we re-list, hand out a snapshot and
-//   watch again from the snapshot's revision (upstream: "fell behind compaction, re-listing").
+// - A watch is one gRPC stream. When it ends (etcd restarted, connection lost) it is opened again after a
+//   backoff (100 ms doubling up to 5 s, `DoublingBackoff`, reset by the next response) from the revision
+//   after the last event seen. A watch that etcd cancels because its revision was compacted cannot resume:
+//   we re-list, hand out a snapshot and watch again from the snapshot's revision (upstream: "fell behind
+//   compaction, re-listing").
 // - Watch output goes through a BatchQueue: the producer appends as responses arrive; the consumer takes
 //   everything pending in one pull. Events are never dropped; a snapshot supersedes the events queued
 //   before it (the re-list already reflects them). Responses are handled strictly in arrival order
 //   (a promise chain) because an added event needs an async TTL lookup.
 // - Malformed keys or values under the prefix are logged and skipped; they never end a watch.
 
-import { Etcd3, type IOptions } from "etcd3";
 import { readFileSync } from "node:fs";
+import {
+  EtcdClient,
+  GrpcError,
+  type KeyValue,
+  type Watch,
+  type WatchEvent,
+  type WatchResponse,
+} from "./client/client.ts";
 import { IpAddr } from "../../ip/addr.ts";
 import type { IpNet } from "../../ip/net.ts";
 import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult } from "../../lease/lease.ts";
@@ -52,8 +59,6 @@ export interface EtcdRegistryOptions {
   /** Deadline of each etcd call; default 10 s. */
   callTimeoutMs?: number;
 }
-
-type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
 
 /** Concurrent TimeToLive calls when listing or watching many leases. */
 const TTL_LOOKUPS_IN_FLIGHT = 64;
@@ -134,15 +139,8 @@ function pushEvents(queue: BatchQueue<LeaseWatchResult>, events: LeaseEvent[]): 
   else queue.push({ events });
 }
 
-interface RawKv {
-  key: Buffer;
-  value: Buffer;
-  lease: string;
-  mod_revision: string;
-}
-
 export class EtcdRegistry {
-  private readonly client: Etcd3;
+  private readonly client: EtcdClient;
   private readonly log: Logger;
   private readonly callTimeoutMs: number;
   private readonly secrets: string[];
@@ -155,24 +153,22 @@ export class EtcdRegistry {
     this.secrets = [opts.password].filter((s): s is string => s !== undefined && s !== "");
     this.subnetsKey = joinKey(opts.prefix, "subnets");
     this.configKey = joinKey(opts.prefix, "config");
-    const options: IOptions = {
-      hosts: [...opts.endpoints],
-      faultHandling: { watchBackoff: new DoublingBackoff() as unknown as WatchBackoff },
-    };
+    let tls: { ca?: Buffer | undefined; cert: Buffer; key: Buffer } | undefined;
     if (!opts.keyFile || !opts.certFile) {
       this.log.warn("no certificate provided: connecting to etcd with http. This is insecure");
     } else {
-      options.credentials = {
-        // grpc-js uses the system roots when no CA is given, as Go's TLS client does.
-        rootCertificate: (opts.caFile ? readTls(opts.caFile, "--etcd-cafile") : undefined) as Buffer,
-        privateKey: readTls(opts.keyFile, "--etcd-keyfile"),
-        certChain: readTls(opts.certFile, "--etcd-certfile"),
+      tls = {
+        // Without a CA, Node uses its bundled roots, as Go's TLS client uses the system's.
+        ca: opts.caFile ? readTls(opts.caFile, "--etcd-cafile") : undefined,
+        key: readTls(opts.keyFile, "--etcd-keyfile"),
+        cert: readTls(opts.certFile, "--etcd-certfile"),
       };
     }
-    if (opts.username !== undefined && opts.username !== "") {
-      options.auth = { username: opts.username, password: opts.password ?? "" };
-    }
-    this.client = new Etcd3(options);
+    const auth =
+      opts.username !== undefined && opts.username !== ""
+        ? { username: opts.username, password: opts.password ?? "" }
+        : undefined;
+    this.client = new EtcdClient({ endpoints: opts.endpoints, tls, auth });
   }
 
   /** Closes the client; pending calls fail. */
@@ -180,17 +176,12 @@ export class EtcdRegistry {
     this.client.close();
   }
 
-  /** An error safe to log: etcd3 messages never carry the password, but make sure of it. */
+  /** An error safe to log (never the password), naming the endpoints when none could be reached. */
   private clean(err: unknown): Error {
-    // etcd3 trips a circuit breaker per host after connection failures and then reports only
-    // "Execution prevented because the circuit breaker is open", which tells an operator nothing.
-    if (
-      err instanceof Error &&
-      (err.name === "BrokenCircuitError" || /circuit breaker is open/.test(err.message))
-    ) {
+    if (err instanceof GrpcError && err.connectFailed) {
       return new FlannelError(
         "EETCDUNREACHABLE",
-        `cannot reach etcd at ${this.opts.endpoints.join(",")}: no endpoint answered`,
+        `cannot reach etcd at ${this.opts.endpoints.join(",")}: ${redact(err.message, this.secrets)}`,
         { hint: "check that etcd is running and that --etcd-endpoints (and TLS/auth flags) are right" },
       );
     }
@@ -199,8 +190,8 @@ export class EtcdRegistry {
     return new Error(msg);
   }
 
-  private callOpts(): { deadline: number } {
-    return { deadline: Date.now() + this.callTimeoutMs };
+  private deadline(): number {
+    return Date.now() + this.callTimeoutMs;
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {
@@ -214,7 +205,7 @@ export class EtcdRegistry {
   /** The text of `<prefix>/config`; throws upstream's message when it is absent. */
   async getNetworkConfig(): Promise<string> {
     const res = await this.call(() =>
-      this.client.kv.range({ key: Buffer.from(this.configKey) }, this.callOpts()),
+      this.client.range({ key: Buffer.from(this.configKey) }, this.deadline()),
     );
     const kv = res.kvs[0];
     if (kv === undefined) throw new FlannelError("ECONFIGNOTFOUND", CONFIG_NOT_FOUND);
@@ -224,10 +215,8 @@ export class EtcdRegistry {
   /** Expiration of an etcd lease; null when the key has no lease (a reservation). */
   private async expirationOf(leaseId: string): Promise<Date | null> {
     if (leaseId === "0" || leaseId === "") return null;
-    const ttl = await this.call(() =>
-      this.client.leaseClient.leaseTimeToLive({ ID: leaseId }, this.callOpts()),
-    );
-    return new Date(Date.now() + Number(ttl.TTL) * 1000);
+    const ttl = await this.call(() => this.client.leaseTimeToLive(leaseId, this.deadline()));
+    return new Date(Date.now() + ttl.ttlSec * 1000);
   }
 
   /**
@@ -255,7 +244,7 @@ export class EtcdRegistry {
   }
 
   /** kv → Lease, or an error text naming the key when the key or value is malformed. */
-  private async kvToLease(kv: RawKv, known?: Map<string, Date | null | Error>): Promise<Lease | string> {
+  private async kvToLease(kv: KeyValue, known?: Map<string, Date | null | Error>): Promise<Lease | string> {
     const key = kv.key.toString("utf8");
     const sk = parseSubnetKey(key);
     if (sk === null) return `failed to parse subnet key ${key}`;
@@ -271,7 +260,7 @@ export class EtcdRegistry {
       ipv6Subnet: sk.ipv6Subnet,
       attrs: attrs.value,
       expiration: await this.knownExpiration(kv.lease, known),
-      asof: Number(kv.mod_revision),
+      asof: kv.modRevision,
     };
   }
 
@@ -296,7 +285,7 @@ export class EtcdRegistry {
   ): Promise<{ leases: Lease[]; revision: number }> {
     const prefix = Buffer.from(`${this.subnetsKey}/`);
     const res = await this.call(() =>
-      this.client.kv.range({ key: prefix, range_end: prefixEnd(prefix) }, this.callOpts()),
+      this.client.range({ key: prefix, rangeEnd: prefixEnd(prefix) }, this.deadline()),
     );
     const leases: Lease[] = [];
     const ttlOf = opts.ttlOf;
@@ -319,7 +308,7 @@ export class EtcdRegistry {
       if (typeof l === "string") this.log.warn(`Ignoring bad subnet node: ${l}`);
       else leases.push(l);
     }
-    return { leases, revision: Number(res.header.revision) };
+    return { leases, revision: res.revision };
   }
 
   /** One lease (null when absent) and the revision of the read. */
@@ -328,9 +317,9 @@ export class EtcdRegistry {
     ipv6Subnet: IpNet | null,
   ): Promise<{ lease: Lease | null; revision: number }> {
     const key = this.subnetKey(subnet, ipv6Subnet);
-    const res = await this.call(() => this.client.kv.range({ key: Buffer.from(key) }, this.callOpts()));
+    const res = await this.call(() => this.client.range({ key: Buffer.from(key) }, this.deadline()));
     const kv = res.kvs[0];
-    const revision = Number(res.header.revision);
+    const revision = res.revision;
     if (kv === undefined) return { lease: null, revision };
     const l = await this.kvToLease(kv);
     if (typeof l === "string") throw new FlannelError("EBADLEASE", l);
@@ -342,13 +331,12 @@ export class EtcdRegistry {
   }
 
   private async grant(ttlSec: number): Promise<{ id: string; ttlSec: number }> {
-    const res = await this.call(() => this.client.leaseClient.leaseGrant({ TTL: ttlSec }, this.callOpts()));
-    return { id: res.ID, ttlSec: Number(res.TTL) };
+    return this.call(() => this.client.leaseGrant(ttlSec, this.deadline()));
   }
 
   private async revokeQuietly(id: string): Promise<void> {
     try {
-      await this.client.leaseClient.leaseRevoke({ ID: id }, this.callOpts());
+      await this.client.leaseRevoke(id, this.deadline());
     } catch (err) {
       this.log.error(errorMessage(this.clean(err)));
     }
@@ -370,12 +358,12 @@ export class EtcdRegistry {
     let succeeded: boolean;
     try {
       const res = await this.call(() =>
-        this.client.kv.txn(
+        this.client.txn(
           {
-            compare: [{ key, target: "Version", result: "Equal", version: 0 }],
-            success: [{ request_put: { key, value, lease: lease.id } }],
+            compare: [{ key, versionEquals: 0 }],
+            success: [{ key, value, lease: lease.id }],
           },
-          this.callOpts(),
+          this.deadline(),
         ),
       );
       succeeded = res.succeeded;
@@ -403,12 +391,12 @@ export class EtcdRegistry {
     const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
     const value = Buffer.from(encodeLeaseAttrs(attrs));
     if (ttlSec <= 0) {
-      await this.call(() => this.client.kv.put({ key, value }, this.callOpts()));
+      await this.call(() => this.client.put({ key, value }, this.deadline()));
       return null;
     }
     const lease = await this.grant(ttlSec);
     try {
-      await this.call(() => this.client.kv.put({ key, value, lease: lease.id }, this.callOpts()));
+      await this.call(() => this.client.put({ key, value, lease: lease.id }, this.deadline()));
     } catch (err) {
       await this.revokeQuietly(lease.id);
       throw err;
@@ -419,7 +407,7 @@ export class EtcdRegistry {
   /** Deletes the lease key; succeeds when it is already gone. */
   async deleteSubnet(subnet: IpNet | null, ipv6Subnet: IpNet | null): Promise<void> {
     const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
-    await this.call(() => this.client.kv.deleteRange({ key }, this.callOpts()));
+    await this.call(() => this.client.deleteRange({ key }, this.deadline()));
   }
 
   /**
@@ -474,7 +462,6 @@ export class EtcdRegistry {
     const queue = new BatchQueue<LeaseWatchResult>();
     const log = this.log;
     let chain: Promise<void> = Promise.resolve();
-    let current: ReturnType<typeof this.createWatcher> | undefined;
     let nextRev = since ?? 0;
 
     const relist = async (): Promise<void> => {
@@ -498,54 +485,102 @@ export class EtcdRegistry {
       }
     };
 
+    // `attempt` identifies the current stream: callbacks of an older one are ignored.
+    let attempt = 0;
+    let watch: Watch | undefined;
+    let backoff = new DoublingBackoff();
+    let retryTimer: NodeJS.Timeout | undefined;
+
+    const stop = (): void => {
+      attempt++;
+      watch?.cancel();
+      watch = undefined;
+      clearTimeout(retryTimer);
+      retryTimer = undefined;
+    };
+
+    const reconnect = (err: unknown): void => {
+      stop();
+      log.warn(
+        `etcd watch channel for ${range.label} closed (${errorMessage(this.clean(err))}), reconnecting from rev ${nextRev}...`,
+      );
+      const wait = backoff.duration;
+      backoff = backoff.next();
+      retryTimer = setTimeout(start, wait);
+    };
+
+    const cancelled = (res: WatchResponse): void => {
+      stop();
+      // The watch was cancelled by etcd; it cannot be resumed as it is. Compaction is the common cause
+      // (etcd 3.4 sets compact_revision and leaves the reason empty).
+      if (res.compactRevision > 0 || /compacted/.test(res.cancelReason)) {
+        log.warn(`etcd watch for ${range.label} fell behind compaction, re-listing and resuming`);
+      } else {
+        log.warn(
+          `etcd watch for ${range.label} was cancelled (${res.cancelReason}), re-listing and resuming`,
+        );
+      }
+      chain = chain
+        .then(async () => {
+          await relist();
+          start();
+        })
+        .catch((e: unknown) => log.error(`error restarting etcd watch: ${errorMessage(this.clean(e))}`));
+    };
+
+    const onResponse = (res: WatchResponse): void => {
+      backoff = new DoublingBackoff();
+      if (res.canceled) {
+        cancelled(res);
+        return;
+      }
+      const evs = res.events;
+      if (evs.length === 0) {
+        // A progress notification says every event up to its revision was sent. The `created` answer does
+        // not: events from an earlier start revision may still follow.
+        if (!res.created && res.revision > 0) nextRev = Math.max(nextRev, res.revision + 1);
+        return;
+      }
+      nextRev = Math.max(nextRev, (evs[evs.length - 1] as WatchEvent).kv.modRevision + 1);
+      // The catch keeps the chain alive: a rejected link would silently drop every later response.
+      chain = chain
+        .then(async () => pushEvents(queue, await this.toEvents(evs, range.ttl)))
+        .catch((err: unknown) =>
+          log.error(`error handling etcd watch response: ${errorMessage(this.clean(err))}`),
+        );
+    };
+
     const start = (): void => {
       if (signal.aborted) return;
+      const mine = ++attempt;
+      retryTimer = undefined;
       log.v(4)?.info(`registry: watching ${range.label} starting from rev ${nextRev}`);
-      const w = this.createWatcher(range, nextRev);
-      current = w;
-      w.on("data", (res: WatchData) => {
-        if (w !== current) return;
-        const rev = Number(res.header.revision);
-        if (rev > 0) nextRev = Math.max(nextRev, rev + 1);
-        const evs = res.events;
-        if (evs.length === 0) return;
-        // The catch keeps the chain alive: a rejected link would silently drop every later response.
-        chain = chain
-          .then(async () => pushEvents(queue, await this.toEvents(evs, range.ttl)))
-          .catch((err: unknown) =>
-            log.error(`error handling etcd watch response: ${errorMessage(this.clean(err))}`),
-          );
-      });
-      w.on("disconnected", (err: unknown) => {
-        if (w !== current || signal.aborted) return;
-        log.warn(
-          `etcd watch channel for ${range.label} closed (${errorMessage(this.clean(err))}), reconnecting from rev ${nextRev}...`,
+      this.client
+        .watch(
+          { key: range.key, rangeEnd: range.rangeEnd, startRevision: nextRev },
+          {
+            onResponse: (res) => {
+              if (mine === attempt && !signal.aborted) onResponse(res);
+            },
+            onEnd: (err) => {
+              if (mine === attempt && !signal.aborted) reconnect(err ?? new Error("etcd ended the watch"));
+            },
+          },
+          this.deadline(),
+        )
+        .then(
+          (w) => {
+            if (mine === attempt && !signal.aborted) watch = w;
+            else w.cancel();
+          },
+          (err: unknown) => {
+            if (mine === attempt && !signal.aborted) reconnect(err);
+          },
         );
-      });
-      w.on("error", (err: unknown) => {
-        if (w !== current || signal.aborted) return;
-        current = undefined;
-        const msg = errorMessage(this.clean(err));
-        // The watch was cancelled by etcd; it cannot be resumed as it is. Compaction is the common cause:
-        // etcd 3.4 reports it with compact_revision and an empty reason, which etcd3 does not pass on.
-        if (/compacted|canceled: *$/.test(msg)) {
-          log.warn(`etcd watch for ${range.label} fell behind compaction, re-listing and resuming`);
-        } else {
-          log.warn(`etcd watch for ${range.label} was cancelled (${msg}), re-listing and resuming`);
-        }
-        chain = chain
-          .then(async () => {
-            await relist();
-            start();
-          })
-          .catch((e: unknown) => log.error(`error restarting etcd watch: ${errorMessage(this.clean(e))}`));
-      });
     };
 
     const onAbort = (): void => {
-      const w = current;
-      current = undefined;
-      if (w) void w.cancel().catch(() => undefined);
+      stop();
       queue.close();
     };
 
@@ -567,19 +602,11 @@ export class EtcdRegistry {
     return run();
   }
 
-  private createWatcher(range: { key: Buffer; rangeEnd: Buffer | undefined }, rev: number) {
-    const b = this.client.watch();
-    if (range.rangeEnd !== undefined) b.inRange({ start: range.key, end: range.rangeEnd });
-    else b.key(range.key);
-    if (rev > 0) b.startRevision(String(rev));
-    return b.watcher();
-  }
-
   /**
    * Watch events → lease events; malformed ones are logged and skipped. Added leases get their TTL, unless
    * `ttl` is false (then `expiration` is null: peers' expirations are never used, and not looked up).
    */
-  private async toEvents(evs: WatchData["events"], ttl: boolean): Promise<LeaseEvent[]> {
+  private async toEvents(evs: WatchEvent[], ttl: boolean): Promise<LeaseEvent[]> {
     const out: LeaseEvent[] = [];
     const ttlCache = ttl
       ? await this.expirationsOf(evs.filter((e) => e.type !== "Delete").map((e) => e.kv.lease))
@@ -597,7 +624,7 @@ export class EtcdRegistry {
         enableIpv6: sk.ipv6Subnet !== null,
         subnet: v6only ? null : sk.subnet,
         ipv6Subnet: sk.ipv6Subnet,
-        asof: Number(ev.kv.mod_revision),
+        asof: ev.kv.modRevision,
       };
       if (ev.type === "Delete") {
         out.push({
@@ -625,11 +652,6 @@ export class EtcdRegistry {
     }
     return out;
   }
-}
-
-interface WatchData {
-  header: { revision: string };
-  events: { type: "Put" | "Delete"; kv: RawKv }[];
 }
 
 function zeroV4(): IpAddr {
