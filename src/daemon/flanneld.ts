@@ -176,16 +176,22 @@ export async function runFlanneld(
 
     log.info("Cleaning-up unused traffic manager rules");
     const mode = config.enableNftables ? "nftables" : "iptables";
-    try {
-      await deps.createTrafficManager(mode === "nftables" ? "iptables" : "nftables").cleanUp();
-    } catch (err) {
-      // Upstream exits here; the other mode's tools may simply be absent, which is not worth dying for.
-      log.warn(
-        `Could not clean up ${mode === "nftables" ? "iptables" : "nftables"} rules: ${errorMessage(err)}`,
-      );
-    }
+    const other = mode === "nftables" ? "iptables" : "nftables";
+    // The other mode's clean-up and this mode's init touch different tables and only run child processes,
+    // so they run side by side (~60 ms saved at start); init's own log line still comes after this one.
+    const cleanedUp = deps
+      .createTrafficManager(other)
+      .cleanUp()
+      .catch((err: unknown) => {
+        // Upstream exits here; the other mode's tools may simply be absent, which is not worth dying for.
+        log.warn(`Could not clean up ${other} rules: ${errorMessage(err)}`);
+      });
     const traffic = deps.createTrafficManager(mode);
-    await traffic.init(inner.signal);
+    try {
+      await traffic.init(inner.signal);
+    } finally {
+      await cleanedUp;
+    }
     loops.push(traffic.wait());
 
     if (opts.ipMasq) {
