@@ -135,18 +135,41 @@ export interface NlMsg {
 
 const align4 = (n: number): number => (n + 3) & ~3;
 
-/** Encodes attributes with 4-byte padding. The NLA_F_NESTED/BYTEORDER bits are masked off on decode. */
-export function encodeAttrs(attrs: readonly Attr[]): Buffer {
-  const parts: Buffer[] = [];
+/** The encoded size of `attrs`, each padded to 4 bytes. */
+function attrsLength(attrs: readonly Attr[]): number {
+  let n = 0;
+  for (const a of attrs) n += align4(4 + a.data.length);
+  return n;
+}
+
+/** Writes `attrs` into `buf` at `off` (padding zeroed); returns the offset after them. */
+function writeAttrs(buf: Buffer, off: number, attrs: readonly Attr[]): number {
   for (const a of attrs) {
     const len = 4 + a.data.length;
-    const buf = Buffer.alloc(align4(len));
-    buf.writeUInt16LE(len, 0);
-    buf.writeUInt16LE(a.type, 2);
-    a.data.copy(buf, 4);
-    parts.push(buf);
+    buf.writeUInt16LE(len, off);
+    buf.writeUInt16LE(a.type, off + 2);
+    a.data.copy(buf, off + 4);
+    const end = off + align4(len);
+    if (end > off + len) buf.fill(0, off + len, end);
+    off = end;
   }
-  return Buffer.concat(parts);
+  return off;
+}
+
+/**
+ * A family header of `hdrLen` bytes (zeroed, for the caller to fill) followed by `attrs`, in one
+ * allocation: write requests are encoded thousands at a time.
+ */
+function withAttrs(hdrLen: number, attrs: readonly Attr[]): Buffer {
+  const b = Buffer.allocUnsafe(hdrLen + attrsLength(attrs));
+  b.fill(0, 0, hdrLen);
+  writeAttrs(b, hdrLen, attrs);
+  return b;
+}
+
+/** Encodes attributes with 4-byte padding. The NLA_F_NESTED/BYTEORDER bits are masked off on decode. */
+export function encodeAttrs(attrs: readonly Attr[]): Buffer {
+  return withAttrs(0, attrs);
 }
 
 export function decodeAttrs(buf: Buffer): Attr[] {
@@ -175,13 +198,27 @@ export function encodeMsg(m: {
   pid?: number;
   body: Buffer;
 }): Buffer {
-  const hdr = Buffer.alloc(NLMSG_HDRLEN);
-  hdr.writeUInt32LE(NLMSG_HDRLEN + m.body.length, 0);
-  hdr.writeUInt16LE(m.type, 4);
-  hdr.writeUInt16LE(m.flags, 6);
-  hdr.writeUInt32LE(m.seq, 8);
-  hdr.writeUInt32LE(m.pid ?? 0, 12);
-  return Buffer.concat([hdr, m.body]);
+  const b = Buffer.allocUnsafe(NLMSG_HDRLEN + m.body.length);
+  writeMsgHeader(b, 0, NLMSG_HDRLEN + m.body.length, m.type, m.flags, m.seq, m.pid ?? 0);
+  m.body.copy(b, NLMSG_HDRLEN);
+  return b;
+}
+
+/** Writes an nlmsghdr at `off`. */
+export function writeMsgHeader(
+  b: Buffer,
+  off: number,
+  len: number,
+  type: number,
+  flags: number,
+  seq: number,
+  pid = 0,
+): void {
+  b.writeUInt32LE(len, off);
+  b.writeUInt16LE(type, off + 4);
+  b.writeUInt16LE(flags, off + 6);
+  b.writeUInt32LE(seq, off + 8);
+  b.writeUInt32LE(pid, off + 12);
 }
 
 /** Splits a datagram into messages. Bodies are views into `buf`: copy them to keep past the next recv. */
@@ -219,13 +256,13 @@ export interface IfInfoMsg {
 }
 
 export function encodeIfInfo(h: Partial<IfInfoMsg>, attrs: readonly Attr[] = []): Buffer {
-  const b = Buffer.alloc(16);
+  const b = withAttrs(16, attrs);
   b.writeUInt8(h.family ?? AF_UNSPEC, 0);
   b.writeUInt16LE(h.type ?? 0, 2);
   b.writeInt32LE(h.index ?? 0, 4);
   b.writeUInt32LE(h.flags ?? 0, 8);
   b.writeUInt32LE(h.change ?? 0, 12);
-  return Buffer.concat([b, encodeAttrs(attrs)]);
+  return b;
 }
 
 export function decodeIfInfo(body: Buffer): { hdr: IfInfoMsg; attrs: Attr[] } {
@@ -250,13 +287,13 @@ export interface IfAddrMsg {
 }
 
 export function encodeIfAddr(h: IfAddrMsg, attrs: readonly Attr[] = []): Buffer {
-  const b = Buffer.alloc(8);
+  const b = withAttrs(8, attrs);
   b.writeUInt8(h.family, 0);
   b.writeUInt8(h.prefixLen, 1);
   b.writeUInt8(h.flags & 0xff, 2);
   b.writeUInt8(h.scope, 3);
   b.writeUInt32LE(h.index, 4);
-  return Buffer.concat([b, encodeAttrs(attrs)]);
+  return b;
 }
 
 export function decodeIfAddr(body: Buffer): { hdr: IfAddrMsg; attrs: Attr[] } {
@@ -285,7 +322,7 @@ export interface RtMsg {
 }
 
 export function encodeRtMsg(h: RtMsg, attrs: readonly Attr[] = []): Buffer {
-  const b = Buffer.alloc(12);
+  const b = withAttrs(12, attrs);
   b.writeUInt8(h.family, 0);
   b.writeUInt8(h.dstLen, 1);
   b.writeUInt8(h.srcLen, 2);
@@ -295,7 +332,7 @@ export function encodeRtMsg(h: RtMsg, attrs: readonly Attr[] = []): Buffer {
   b.writeUInt8(h.scope, 6);
   b.writeUInt8(h.type, 7);
   b.writeUInt32LE(h.flags, 8);
-  return Buffer.concat([b, encodeAttrs(attrs)]);
+  return b;
 }
 
 export function decodeRtMsg(body: Buffer): { hdr: RtMsg; attrs: Attr[] } {
@@ -324,13 +361,13 @@ export interface NdMsg {
 }
 
 export function encodeNdMsg(h: NdMsg, attrs: readonly Attr[] = []): Buffer {
-  const b = Buffer.alloc(12);
+  const b = withAttrs(12, attrs);
   b.writeUInt8(h.family, 0);
   b.writeInt32LE(h.index, 4);
   b.writeUInt16LE(h.state, 8);
   b.writeUInt8(h.flags, 10);
   b.writeUInt8(h.type, 11);
-  return Buffer.concat([b, encodeAttrs(attrs)]);
+  return b;
 }
 
 export function decodeNdMsg(body: Buffer): { hdr: NdMsg; attrs: Attr[] } {
@@ -383,19 +420,23 @@ export function readU32(b: Buffer | undefined): number | undefined {
   return b && b.length >= 4 ? b.readUInt32LE(0) : undefined;
 }
 
+const MAC_RE = /^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$/;
+
 export function macToBytes(mac: string): Buffer {
-  const parts = mac.split(":");
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) {
+  if (!MAC_RE.test(mac)) {
     throw new Error(
       `Invalid MAC address ${JSON.stringify(mac)}: expected six hex octets like 0e:2a:01:02:03:04`,
     );
   }
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+  const b = Buffer.allocUnsafe(6);
+  for (let i = 0; i < 6; i++) b[i] = parseInt(mac.slice(3 * i, 3 * i + 2), 16);
+  return b;
 }
 
 export function bytesToMac(b: Buffer | undefined): string {
   if (!b || b.length !== 6) return "";
-  return [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
+  const h = b.toString("hex");
+  return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
 }
 
 /**

@@ -32,9 +32,11 @@ import {
   NLM_F_ACK,
   NLM_F_DUMP,
   NLM_F_REQUEST,
+  NLMSG_HDRLEN,
   decodeError,
   decodeMsgs,
   encodeMsg,
+  writeMsgHeader,
   type NlMsg,
 } from "./codec.ts";
 
@@ -170,6 +172,22 @@ export function dropFilter(spec: DropSpec, littleEndian = endianness() === "LE")
   return prog;
 }
 
+/** What a request does, for its error: a string, or a function that makes one (called only on error). */
+export type OpText = string | (() => string);
+
+export function opText(op: OpText): string {
+  return typeof op === "string" ? op : op();
+}
+
+/** One request of `requestMany`; `okErrnos` are errnos that count as success (a delete's "not there"). */
+export interface ManyRequest {
+  type: number;
+  flags: number;
+  body: Buffer;
+  op: OpText;
+  okErrnos?: readonly string[];
+}
+
 function sockaddrNl(groups: number): Buffer {
   const b = Buffer.alloc(12);
   b.writeUInt16LE(AF_NETLINK, 0);
@@ -283,15 +301,23 @@ export class NetlinkSocket {
     return this.seq;
   }
 
-  /** One blocking recv (bounded by SO_RCVTIMEO); returns the messages of one datagram. */
-  private recvOnce(op: string, flags = 0): NlMsg[] | undefined {
+  /**
+   * One blocking recv (bounded by SO_RCVTIMEO) into `rbuf`; returns the datagram's length, 0 when
+   * interrupted, -1 when nothing is queued with MSG_DONTWAIT.
+   */
+  private recvRaw(op: OpText, flags = 0): number {
     const n = lib().recv(this.fd, this.rbuf, this.rbuf.length, flags);
-    if (n < 0) {
-      const e = errnoName(koffi.errno());
-      if (e === "EAGAIN" && flags & MSG_DONTWAIT) return undefined;
-      if (e === "EINTR") return [];
-      throw new KernelError(e === "EAGAIN" ? "ETIMEDOUT" : e, op);
-    }
+    if (n >= 0) return n;
+    const e = errnoName(koffi.errno());
+    if (e === "EAGAIN" && flags & MSG_DONTWAIT) return -1;
+    if (e === "EINTR") return 0;
+    throw new KernelError(e === "EAGAIN" ? "ETIMEDOUT" : e, opText(op));
+  }
+
+  /** One blocking recv (bounded by SO_RCVTIMEO); returns the messages of one datagram. */
+  private recvOnce(op: OpText, flags = 0): NlMsg[] | undefined {
+    const n = this.recvRaw(op, flags);
+    if (n < 0) return undefined;
     // Copy: rbuf is reused by the next recv.
     return decodeMsgs(Buffer.from(this.rbuf.subarray(0, n)));
   }
@@ -320,65 +346,71 @@ export class NetlinkSocket {
    * Chunks stay small enough that their acks fit the receive buffer: an ack that does not fit is dropped by
    * the kernel (ENOBUFS), and then the requests whose ack was lost are reported as failed with ENOBUFS.
    */
-  requestMany(
-    reqs: readonly { type: number; flags: number; body: Buffer; op: string; okErrnos?: readonly string[] }[],
-  ): (KernelError | undefined)[] {
+  requestMany(reqs: readonly ManyRequest[]): (KernelError | undefined)[] {
     const out: (KernelError | undefined)[] = new Array<KernelError | undefined>(reqs.length);
     for (let start = 0; start < reqs.length;) {
-      // One chunk: at most MANY_MAX_MSGS messages and MANY_MAX_BYTES bytes.
-      const parts: Buffer[] = [];
+      // One chunk: at most MANY_MAX_MSGS messages and MANY_MAX_BYTES bytes, encoded into one buffer.
       const seqOf = new Map<number, number>(); // seq → index into reqs
       let bytes = 0;
       let end = start;
       while (end < reqs.length && end - start < MANY_MAX_MSGS && bytes < MANY_MAX_BYTES) {
-        const r = reqs[end]!;
-        this.seq = (this.seq + 1) >>> 0;
-        const msg = encodeMsg({
-          type: r.type,
-          flags: NLM_F_REQUEST | NLM_F_ACK | r.flags,
-          seq: this.seq,
-          body: r.body,
-        });
-        parts.push(msg);
-        const pad = (4 - (msg.length % 4)) % 4;
-        if (pad > 0) parts.push(Buffer.alloc(pad));
-        bytes += msg.length + pad;
-        seqOf.set(this.seq, end);
+        bytes += (NLMSG_HDRLEN + reqs[end]!.body.length + 3) & ~3;
         end++;
       }
-      const buf = Buffer.concat(parts, bytes);
-      const first = reqs[start]!.op;
+      const buf = Buffer.allocUnsafe(bytes);
+      let off = 0;
+      for (let i = start; i < end; i++) {
+        const r = reqs[i]!;
+        this.seq = (this.seq + 1) >>> 0;
+        const len = NLMSG_HDRLEN + r.body.length;
+        writeMsgHeader(buf, off, len, r.type, NLM_F_REQUEST | NLM_F_ACK | r.flags, this.seq);
+        r.body.copy(buf, off + NLMSG_HDRLEN);
+        const padded = (len + 3) & ~3;
+        if (padded > len) buf.fill(0, off + len, off + padded);
+        off += padded;
+        seqOf.set(this.seq, i);
+      }
+      const first = reqs[start]!;
       if (this.fd < 0) {
-        for (let i = start; i < end; i++) out[i] = new KernelError("EBADF", reqs[i]!.op);
+        for (let i = start; i < end; i++) out[i] = new KernelError("EBADF", opText(reqs[i]!.op));
         start = end;
         continue;
       }
       const n = lib().sendto(this.fd, buf, buf.length, 0, this.kernelAddr, this.kernelAddr.length);
       if (n < 0) {
         const e = errnoName(koffi.errno());
-        for (let i = start; i < end; i++) out[i] = new KernelError(e, reqs[i]!.op);
+        for (let i = start; i < end; i++) out[i] = new KernelError(e, opText(reqs[i]!.op));
         start = end;
         continue;
       }
       let pending = end - start;
       try {
+        // Acks are read in place (one datagram each, thousands per batch): no copy, no decoded messages.
+        const rb = this.rbuf;
         while (pending > 0) {
-          for (const m of this.recvOnce(first) ?? []) {
-            const i = seqOf.get(m.seq);
-            if (i === undefined || m.type !== NLMSG_ERROR) continue; // a stale answer to an earlier request
-            seqOf.delete(m.seq);
-            pending--;
-            const err = decodeError(m.body);
-            const req = reqs[i]!;
-            if (err === 0) continue;
-            const name = errnoName(err);
-            if (req.okErrnos?.includes(name) !== true) out[i] = new KernelError(name, req.op);
+          const n = this.recvRaw(first.op);
+          for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+            const len = rb.readUInt32LE(off);
+            if (len < NLMSG_HDRLEN || off + len > n) break;
+            const i =
+              rb.readUInt16LE(off + 4) === NLMSG_ERROR ? seqOf.get(rb.readUInt32LE(off + 8)) : undefined;
+            if (i !== undefined) {
+              seqOf.delete(rb.readUInt32LE(off + 8));
+              pending--;
+              const err = len >= NLMSG_HDRLEN + 4 ? -rb.readInt32LE(off + NLMSG_HDRLEN) : 0;
+              const req = reqs[i]!;
+              if (err !== 0) {
+                const name = errnoName(err);
+                if (req.okErrnos?.includes(name) !== true) out[i] = new KernelError(name, opText(req.op));
+              }
+            } // else a stale answer to an earlier request
+            off += (len + 3) & ~3;
           }
         }
       } catch (err) {
         // ENOBUFS (acks lost) or a timeout: whatever was not acked is unknown, so it counts as failed.
         const e = err instanceof KernelError ? err.errno : "EUNKNOWN";
-        for (const i of seqOf.values()) out[i] = new KernelError(e, reqs[i]!.op);
+        for (const i of seqOf.values()) out[i] = new KernelError(e, opText(reqs[i]!.op));
       }
       start = end;
     }
