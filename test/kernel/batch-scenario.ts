@@ -1,7 +1,8 @@
 // The batched-write contract scenario: the same writes go through `applyWrites` on FakeKernel (in-process)
 // and on the netlink kernel (as a script inside a fresh namespace), and both print the same JSON: the
 // error of every write and the resulting entries. More writes than one netlink chunk (128) are sent, with
-// failing writes in the middle, so chunking and mapping each ack back to its write are both exercised.
+// failing writes in the middle and at the end of chunks, so chunking and mapping each answer back to its
+// write are both exercised.
 //
 // Precondition (both kernels): eth0 is up with 10.0.0.1/24.
 // With BENCH=1 the netlink run also times 3000 writes batched and one by one (not part of the comparison).
@@ -94,6 +95,19 @@ export function runBatchScenario(k: Kernel, opts: { bench?: boolean } = {}): Rec
   // 3. The batch and the one-by-one path agree on the same writes.
   out.oneByOneErrors = errs(applyWritesOneByOne(k, [...bad, ...peerWrites(dev, 150, PEERS, true)]));
   out.afterAll = state();
+  // 4. Failures where a chunk ends (its last request is the one the netlink kernel asks an ack for), a
+  //    chunk that fails entirely, and a failing last write: 42 peers (126 writes), 130 failures, 8 peers
+  //    (24 writes), one failure.
+  const fail = bad[0]!;
+  const edge = [
+    ...peerWrites(dev, 0, 42, false),
+    ...Array.from({ length: 130 }, () => fail),
+    ...peerWrites(dev, 42, 50, false),
+    fail,
+  ];
+  out.edgeErrors = errs(applyWrites(k, edge));
+  out.afterEdge = state();
+  out.edgeDelErrors = errs(applyWrites(k, peerWrites(dev, 0, 50, true)));
 
   if (opts.bench === true) {
     const many = peerWrites(dev, 0, 1000, false);

@@ -24,6 +24,10 @@ test("batched writes on the fake kernel report each failure at its index and app
   assert.equal((res.afterAdds as { routes: string[] }).routes.length, 200);
   assert.equal((res.afterDeletes as { fdb: string[] }).fdb.length, 50);
   assert.deepEqual(res.afterAll, { routes: [], neigh: [], fdb: [] });
+  const edge = [...Array.from({ length: 130 }, (_, i) => `${126 + i}: ENODEV`), "280: ENODEV"];
+  assert.deepEqual(res.edgeErrors, edge);
+  assert.equal((res.afterEdge as { routes: string[] }).routes.length, 50);
+  assert.deepEqual(res.edgeDelErrors, []);
 });
 
 test("fake and netlink kernels agree on batched writes", (t) => {

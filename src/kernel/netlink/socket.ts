@@ -51,7 +51,7 @@ const NETLINK_EXT_ACK = 11;
 const MSG_DONTWAIT = 0x40;
 const POLLIN = 0x1;
 const NETLINK_CAP_ACK = 10;
-/** Requests per sendto in requestMany: their acks (~1 KB of receive buffer each) must fit SO_RCVBUF. */
+/** Requests per sendto in requestMany: their error answers (~1 KB of receive buffer each) must fit SO_RCVBUF. */
 const MANY_MAX_MSGS = 128;
 const MANY_MAX_BYTES = 64 * 1024;
 
@@ -338,13 +338,18 @@ export class NetlinkSocket {
   }
 
   /**
-   * Sends many requests, each with NLM_F_ACK, several per sendto (the kernel handles the messages of one
-   * datagram in order and acks each), and reads the acks together. Returns per request undefined (acked
-   * with 0) or its KernelError; a failed request does not stop the later ones. `okErrnos` of a request are
-   * success (a delete's "not there").
+   * Sends many requests, several per sendto (the kernel handles the messages of one datagram in order), and
+   * reads their answers. Returns per request undefined (success) or its KernelError; a failed request does
+   * not stop the later ones. `okErrnos` of a request are success (a delete's "not there").
    *
-   * Chunks stay small enough that their acks fit the receive buffer: an ack that does not fit is dropped by
-   * the kernel (ENOBUFS), and then the requests whose ack was lost are reported as failed with ENOBUFS.
+   * Only the last request of a chunk carries NLM_F_ACK: the kernel answers a request without it only when
+   * it fails (netlink_rcv_skb acks `NLM_F_ACK || err`), and in order, so once the last request's answer is
+   * in, every earlier request without an error answer succeeded. One recv per chunk instead of one per
+   * request, and no ack skb per request in the kernel.
+   *
+   * Chunks stay small enough that their answers fit the receive buffer even if all fail: an answer that
+   * does not fit is dropped by the kernel (ENOBUFS), and then every request of the chunk not yet known to
+   * have failed is reported as failed with ENOBUFS, since its outcome is unknown.
    */
   requestMany(reqs: readonly ManyRequest[]): (KernelError | undefined)[] {
     const out: (KernelError | undefined)[] = new Array<KernelError | undefined>(reqs.length);
@@ -363,7 +368,8 @@ export class NetlinkSocket {
         const r = reqs[i]!;
         this.seq = (this.seq + 1) >>> 0;
         const len = NLMSG_HDRLEN + r.body.length;
-        writeMsgHeader(buf, off, len, r.type, NLM_F_REQUEST | NLM_F_ACK | r.flags, this.seq);
+        const ack = i === end - 1 ? NLM_F_ACK : 0; // see above: only the last one is acked
+        writeMsgHeader(buf, off, len, r.type, NLM_F_REQUEST | ack | r.flags, this.seq);
         r.body.copy(buf, off + NLMSG_HDRLEN);
         const padded = (len + 3) & ~3;
         if (padded > len) buf.fill(0, off + len, off + padded);
@@ -383,20 +389,20 @@ export class NetlinkSocket {
         start = end;
         continue;
       }
-      let pending = end - start;
+      const lastSeq = this.seq;
       try {
-        // Acks are read in place (one datagram each, thousands per batch): no copy, no decoded messages.
+        // Answers are read in place: no copy, no decoded messages.
         const rb = this.rbuf;
-        while (pending > 0) {
+        for (let done = false; !done;) {
           const n = this.recvRaw(first.op);
           for (let off = 0; off + NLMSG_HDRLEN <= n;) {
             const len = rb.readUInt32LE(off);
             if (len < NLMSG_HDRLEN || off + len > n) break;
-            const i =
-              rb.readUInt16LE(off + 4) === NLMSG_ERROR ? seqOf.get(rb.readUInt32LE(off + 8)) : undefined;
+            const seq = rb.readUInt32LE(off + 8);
+            const i = rb.readUInt16LE(off + 4) === NLMSG_ERROR ? seqOf.get(seq) : undefined;
             if (i !== undefined) {
-              seqOf.delete(rb.readUInt32LE(off + 8));
-              pending--;
+              seqOf.delete(seq);
+              if (seq === lastSeq) done = true;
               const err = len >= NLMSG_HDRLEN + 4 ? -rb.readInt32LE(off + NLMSG_HDRLEN) : 0;
               const req = reqs[i]!;
               if (err !== 0) {
@@ -408,7 +414,8 @@ export class NetlinkSocket {
           }
         }
       } catch (err) {
-        // ENOBUFS (acks lost) or a timeout: whatever was not acked is unknown, so it counts as failed.
+        // ENOBUFS (answers lost) or a timeout: the outcome of every request without an answer is unknown,
+        // so each counts as failed.
         const e = err instanceof KernelError ? err.errno : "EUNKNOWN";
         for (const i of seqOf.values()) out[i] = new KernelError(e, opText(reqs[i]!.op));
       }
