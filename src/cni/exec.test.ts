@@ -30,6 +30,9 @@ plugin(b, "fails", 'echo \'{"code":7,"msg":"bad conf","details":"d"}\'; exit 1')
 plugin(b, "stderr-only", "echo oops >&2; exit 2");
 plugin(b, "garbage", "echo not-json; exit 1");
 plugin(b, "bad-result", "echo not-json");
+plugin(b, "ignores-stdin", "echo '{\"ok\":true}'");
+plugin(b, "killed", "kill -KILL $$");
+plugin(b, "big-output", "head -c 3000000 /dev/zero | tr '\\0' x");
 
 test("findInPath searches CNI_PATH in order and names the plugin and the path when absent", () => {
   assert.equal(findInPath("echo", `${a}:${b}`), join(b, "echo"));
@@ -75,6 +78,31 @@ test("a failing plugin's CNI error is returned as is; otherwise its stderr or st
   const notExec = join(b, "noexec");
   writeFileSync(notExec, "#!/bin/sh\n");
   await assert.rejects(execPlugin(notExec, "{}", {}), /cannot execute .*noexec: .*EACCES/);
+});
+
+test("a plugin may exit without reading its stdin; a signal and a large output are reported as such", async () => {
+  // a conf larger than a pipe's buffer, so that writing it fails (EPIPE) once the plugin has exited
+  const big = JSON.stringify({ pad: "y".repeat(1 << 20) });
+  assert.deepEqual(await execPlugin(join(b, "ignores-stdin"), big, {}), {
+    stdout: '{"ok":true}\n',
+    stderr: "",
+  });
+  await assert.rejects(
+    execPlugin(join(b, "killed"), "{}", {}),
+    new RegExp(`netplugin ${join(b, "killed")} failed with no error message: signal SIGKILL`),
+  );
+  // no output limit (spawnSync's default would be 1 MiB)
+  assert.equal((await execPlugin(join(b, "big-output"), "{}", {})).stdout.length, 3_000_000);
+});
+
+test("a missing plugin binary is reported with spawn's wording", async () => {
+  await assert.rejects(
+    execPlugin(join(b, "absent"), "{}", {}),
+    new CniError(
+      0,
+      `netplugin failed with no error message: cannot execute ${join(b, "absent")}: spawn ${join(b, "absent")} ENOENT`,
+    ),
+  );
 });
 
 test("isOwnNetns compares namespace inodes", () => {
