@@ -3,22 +3,19 @@
 
 import { PathDelegateExecutor, isOwnNetns } from "./exec.ts";
 import { runCni } from "./plugin.ts";
+import { FdWriter, readAll } from "./stdio.ts";
 
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString("utf8");
-}
-
+const out = new FdWriter(1, () => process.stdout);
+const err = new FdWriter(2, () => process.stderr);
 const stderr = (text: string): void => {
-  process.stderr.write(text);
+  err.write(text);
 };
 
-const res = await runCni(process.env, readStdin, {
+const res = await runCni(process.env, () => readAll(0, () => process.stdin), {
   delegate: new PathDelegateExecutor(process.env, stderr),
   stderr,
   isOwnNetns,
 });
-if (res.stdout !== "") process.stdout.write(res.stdout);
-// exitCode (not exit()) so that stdout is flushed to a pipe before the process ends.
+if (res.stdout !== "") out.write(res.stdout);
+// exitCode (not exit()) so that what a stream still holds (see stdio.ts) is written before the process ends.
 process.exitCode = res.exitCode;
