@@ -31,6 +31,7 @@ import type { LeaseEvent } from "../lease/lease.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ReconcileMetrics } from "../metrics/metrics.ts";
 import { errorMessage } from "../errors.ts";
+import { nextOrAbort } from "../util/sleep.ts";
 
 export interface DesiredNeighbour {
   linkIndex: number;
@@ -670,13 +671,10 @@ export class Reconciler {
     }, signal);
     schedule(this.checkMs);
 
-    const aborted = new Promise<"aborted">((resolve) =>
-      signal.addEventListener("abort", () => resolve("aborted"), { once: true }),
-    );
     const it = batches[Symbol.asyncIterator]();
     try {
       for (;;) {
-        const next = await Promise.race([it.next(), aborted]);
+        const next = await nextOrAbort(it, signal);
         if (next === "aborted" || next.done === true) break;
         const changed = onBatch(next.value);
         const first = !this.synced;

@@ -21,3 +21,30 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function isAbort(err: unknown, signal: AbortSignal): boolean {
   return signal.aborted && (err === signal.reason || (err instanceof Error && err.name === "AbortError"));
 }
+
+/**
+ * The iterator's next result, or "aborted" as soon as `signal` aborts. Unlike
+ * `Promise.race([it.next(), abortedPromise])` in a loop, it leaves nothing behind per call: each race adds
+ * a reaction to the long-lived aborted promise, and every reaction keeps its result (a whole batch) alive
+ * until the signal aborts.
+ */
+export function nextOrAbort<T>(
+  it: AsyncIterator<T>,
+  signal: AbortSignal,
+): Promise<IteratorResult<T> | "aborted"> {
+  if (signal.aborted) return Promise.resolve("aborted");
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve("aborted");
+    signal.addEventListener("abort", onAbort, { once: true });
+    it.next().then(
+      (r) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(r);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
