@@ -225,6 +225,14 @@ function decodeIp(raw: string, family: 4 | 6, field: string): IpAddr | string {
 }
 
 /** Decodes an etcd lease value; never throws (a malformed value is an error result that names it). */
+/**
+ * A copy of `s` that does not share memory with the text it was cut from. `raw` is a slice of the whole
+ * lease JSON, and V8 keeps a slice's parent string alive: every lease kept its full value text.
+ */
+function ownString(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
+}
+
 export function decodeLeaseAttrs(text: string): DecodeResult<LeaseAttrs> {
   const members = rawObjectMembers(text);
   if (members === undefined) {
@@ -257,10 +265,10 @@ export function decodeLeaseAttrs(text: string): DecodeResult<LeaseAttrs> {
         break;
       }
       case "backenddata":
-        attrs.backendData = raw;
+        attrs.backendData = ownString(raw);
         break;
       case "backendv6data":
-        attrs.backendV6Data = raw;
+        attrs.backendV6Data = ownString(raw);
         break;
       default:
         break; // unknown fields are ignored, as Go does

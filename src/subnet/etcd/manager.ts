@@ -410,7 +410,20 @@ export class EtcdSubnetManager implements SubnetManager {
     return (async function* (): AsyncGenerator<LeaseWatchResult[]> {
       if (signal.aborted) return;
       // Expirations were looked up for our own candidate lease only; a snapshot carries none.
-      yield [{ snapshot: seed.leases.map((l) => ({ ...l, expiration: null })) }];
+      // Leases are rebuilt as literals (not spread): see keyLease in registry.ts.
+      yield [
+        {
+          snapshot: seed.leases.map((l) => ({
+            enableIpv4: l.enableIpv4,
+            enableIpv6: l.enableIpv6,
+            subnet: l.subnet,
+            ipv6Subnet: l.ipv6Subnet,
+            attrs: l.attrs,
+            expiration: null,
+            asof: l.asof,
+          })),
+        },
+      ];
       yield* registry.watchSubnets(signal, seed.revision + 1, { ttl: false });
     })();
   }
