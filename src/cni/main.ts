@@ -11,11 +11,13 @@ const stderr = (text: string): void => {
   err.write(text);
 };
 
-const res = await runCni(process.env, () => readAll(0, () => process.stdin), {
+// No top-level await: bin/flannel runs this as a CommonJS bundle (dist/flannel.cjs), which starts faster.
+void runCni(process.env, () => readAll(0, () => process.stdin), {
   delegate: new PathDelegateExecutor(process.env, stderr),
   stderr,
   isOwnNetns,
+}).then((res) => {
+  if (res.stdout !== "") out.write(res.stdout);
+  // exitCode (not exit()) so that what a stream still holds (see stdio.ts) is written before the process ends.
+  process.exitCode = res.exitCode;
 });
-if (res.stdout !== "") out.write(res.stdout);
-// exitCode (not exit()) so that what a stream still holds (see stdio.ts) is written before the process ends.
-process.exitCode = res.exitCode;
