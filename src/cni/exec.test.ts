@@ -4,7 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { CniError } from "./cni-error.ts";
-import { PathDelegateExecutor, execPlugin, findInPath, isOwnNetns } from "./exec.ts";
+import {
+  PathDelegateExecutor,
+  SAVED_EXTRA_CA_CERTS,
+  callerEnvironment,
+  execPlugin,
+  findInPath,
+  isOwnNetns,
+} from "./exec.ts";
 
 const root = mkdtempSync(join(tmpdir(), "fts-cni-exec-"));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -103,6 +110,23 @@ test("a missing plugin binary is reported with spawn's wording", async () => {
       `netplugin failed with no error message: cannot execute ${join(b, "absent")}: spawn ${join(b, "absent")} ENOENT`,
     ),
   );
+});
+
+test("callerEnvironment gives back the NODE_EXTRA_CA_CERTS that bin/flannel kept aside", async () => {
+  assert.deepEqual(callerEnvironment({ A: "1", [SAVED_EXTRA_CA_CERTS]: "/ca.pem" }), {
+    A: "1",
+    NODE_EXTRA_CA_CERTS: "/ca.pem",
+  });
+  assert.deepEqual(callerEnvironment({ A: "1", [SAVED_EXTRA_CA_CERTS]: "" }), {
+    A: "1",
+    NODE_EXTRA_CA_CERTS: "",
+  });
+  assert.deepEqual(callerEnvironment({ A: "1" }), { A: "1" });
+  // and the delegate gets it
+  plugin(b, "echo-ca", 'cat >/dev/null; printf \'{"ca":"%s"}\' "$NODE_EXTRA_CA_CERTS"');
+  const env = callerEnvironment({ CNI_PATH: b, [SAVED_EXTRA_CA_CERTS]: "/ca.pem" });
+  const ex = new PathDelegateExecutor(env, () => {});
+  assert.deepEqual(JSON.parse(await ex.add("echo-ca", "{}")), { ca: "/ca.pem" });
 });
 
 test("isOwnNetns compares namespace inodes", () => {

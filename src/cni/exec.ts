@@ -102,6 +102,23 @@ function pluginError(path: string, stdout: string, stderr: string, status: strin
   return new CniError(code, msg, details);
 }
 
+/**
+ * Where bin/flannel keeps the caller's NODE_EXTRA_CA_CERTS: Node would read and parse that CA bundle at
+ * every start, and the plugin opens no TLS connection, so Node runs without it.
+ */
+export const SAVED_EXTRA_CA_CERTS = "FLANNEL_CNI_NODE_EXTRA_CA_CERTS";
+
+/** The environment the runtime started the plugin with (bin/flannel's change undone), for delegates. */
+export function callerEnvironment(
+  env: Readonly<Record<string, string | undefined>>,
+): Record<string, string | undefined> {
+  const saved = env[SAVED_EXTRA_CA_CERTS];
+  const out: Record<string, string | undefined> = { ...env };
+  delete out[SAVED_EXTRA_CA_CERTS];
+  if (saved !== undefined) out["NODE_EXTRA_CA_CERTS"] = saved;
+  return out;
+}
+
 /** The real delegate executor: binaries from CNI_PATH, the plugin's own environment passed on. */
 export class PathDelegateExecutor implements DelegateExecutor {
   constructor(
