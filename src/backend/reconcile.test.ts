@@ -252,7 +252,16 @@ function rigOf(opts: { checkMs?: number } = {}) {
     return done;
   };
   const log = new MemoryLogger();
-  const rec = new Reconciler({ target, kernel, logger: log, checkMs: opts.checkMs ?? 60_000, retryMs: 10 });
+  const repairs: string[] = [];
+  const metrics = { observePass: () => undefined, countRepair: (kind: string) => void repairs.push(kind) };
+  const rec = new Reconciler({
+    target,
+    kernel,
+    logger: log,
+    checkMs: opts.checkMs ?? 60_000,
+    retryMs: 10,
+    metrics,
+  });
   const ac = new AbortController();
   const running = rec.run(ac.signal, batches(), (batch) => {
     const keys: string[] = [];
@@ -274,7 +283,7 @@ function rigOf(opts: { checkMs?: number } = {}) {
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 2));
   };
-  return { kernel, dev, dumps, push, stop, settle, log, peerOf };
+  return { kernel, dev, dumps, push, stop, settle, log, peerOf, repairs };
 }
 
 test("after the first batch, lease batches write only the changed peers, batched, without listing", async () => {
@@ -324,6 +333,27 @@ test("an entry deleted by someone else still sets off a full pass that restores 
     rig.kernel.neighbours.delete({ linkIndex: rig.dev.index, ip: ip("10.244.2.0") });
     await waitFor(() => rig.dumps.n === 3, 10_000, "another full pass");
     assert.equal(rig.kernel.neighbours.list({ linkIndex: rig.dev.index, family: 4 }).length, 3);
+  } finally {
+    await rig.stop();
+  }
+});
+
+test("a departed peer's deletes are not repairs; a stale entry removed by a full pass is", async () => {
+  const rig = rigOf();
+  try {
+    await rig.push(2, 3);
+    await rig.push(-3);
+    assert.equal(
+      rig.kernel.routes.list({ family: 4 }).filter((r) => r.linkIndex === rig.dev.index).length,
+      1,
+    );
+    await rig.settle();
+    assert.deepEqual(rig.repairs, []);
+    // A stray route into the network and a lost FDB entry: the full pass counts both.
+    rig.kernel.routes.replace({ family: 4, dst: IpNet.parse("10.244.9.0/24"), linkIndex: rig.dev.index });
+    rig.kernel.fdb.delete({ linkIndex: rig.dev.index, mac: "aa:00:00:00:00:02", dst: ip("192.168.0.2") });
+    await waitFor(() => rig.dumps.n === 2, 10_000, "a full pass");
+    assert.deepEqual(rig.repairs.sort(), ["fdb", "stale"]);
   } finally {
     await rig.stop();
   }

@@ -470,7 +470,13 @@ export class Reconciler {
    * Returns the peers whose adds failed. With a batch every write of a peer is attempted even after one
    * failed; the undo then removes what did get written, so no half-programmed peer stays either way.
    */
-  private apply(adds: Plan["adds"], deletes: readonly PlanOp[], result: PassResult): Set<string> {
+  private apply(
+    adds: Plan["adds"],
+    deletes: readonly PlanOp[],
+    result: PassResult,
+    /** Full pass: the deletes remove drift (counted as "stale" repairs). Lease batch: departed peers. */
+    deletesAreRepairs: boolean,
+  ): Set<string> {
     const writes: PlanOp[] = [];
     for (const a of adds) writes.push(...a.ops);
     writes.push(...deletes);
@@ -509,8 +515,10 @@ export class Reconciler {
     for (const op of deletes) {
       const err = errs[i++];
       if (err === undefined) {
-        this.metrics?.countRepair("stale");
-        this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
+        if (deletesAreRepairs) {
+          this.metrics?.countRepair("stale");
+          this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
+        }
       } else {
         result.failures++;
         this.logger.error(`Failed to ${formatOp(op)}: ${errorMessage(err)}`);
@@ -570,7 +578,7 @@ export class Reconciler {
         this.logger.info(`Route to ${peer.route.dst?.toString() ?? "default"} already exists, skipping.`);
       }
     }
-    const failedPeers = this.apply(p.adds, p.deletes, result);
+    const failedPeers = this.apply(p.adds, p.deletes, result, true);
     this.resetApplied();
     for (const d of desired) if (!failedPeers.has(d.key)) this.setApplied(d.key, d);
     this.trusted = result.failures === 0;
@@ -611,7 +619,7 @@ export class Reconciler {
       if (adds.length > 0 || dels.length > 0) {
         // A changed peer is not a repair (metrics): forget its old state before applying.
         for (const a of adds) this.setApplied(a.peer, undefined);
-        for (const f of this.apply(adds, dels, result)) failed.add(f);
+        for (const f of this.apply(adds, dels, result, false)) failed.add(f);
       }
       for (const key of keys) this.setApplied(key, failed.has(key) ? undefined : next.get(key));
       if (result.failures > 0) this.trusted = false;
