@@ -352,6 +352,17 @@ export function planPeerChange(
   return { adds, deletes };
 }
 
+/**
+ * A peer as last applied, with the kernel keys of its entries: computed once, when it is applied, since
+ * removing it needs the same keys again.
+ */
+interface AppliedPeer {
+  peer: DesiredPeer;
+  neigh: string | undefined;
+  fdb: string | undefined;
+  route: string | undefined;
+}
+
 /** A multiset of strings (kernel keys of applied entries; two peers may share one by misconfiguration). */
 class Counter {
   private readonly m = new Map<string, number>();
@@ -383,7 +394,7 @@ export class Reconciler {
    * Per peer key, its entries as last applied and acknowledged by the kernel. A peer whose writes failed is
    * absent. Lease batches are planned against this instead of the kernel; it is rebuilt by every full pass.
    */
-  private applied = new Map<string, DesiredPeer>();
+  private applied = new Map<string, AppliedPeer>();
   /** Kernel keys of the applied entries, to tell a lost entry from one we removed ourselves. */
   private readonly appliedRoutes = new Map<string, Route>();
   private readonly appliedNeighs = new Counter();
@@ -422,17 +433,23 @@ export class Reconciler {
   private setApplied(key: string, peer: DesiredPeer | undefined): void {
     const old = this.applied.get(key);
     if (old !== undefined) {
-      if (old.neighbour) this.appliedNeighs.remove(neighKey(old.neighbour.linkIndex, old.neighbour.ip));
-      if (old.fdb) this.appliedFdb.remove(fdbEntryKey(old.fdb));
-      if (old.route && this.appliedRoutes.get(routeKey(old.route)) === old.route)
-        this.appliedRoutes.delete(routeKey(old.route));
+      if (old.neigh !== undefined) this.appliedNeighs.remove(old.neigh);
+      if (old.fdb !== undefined) this.appliedFdb.remove(old.fdb);
+      if (old.route !== undefined && this.appliedRoutes.get(old.route) === old.peer.route)
+        this.appliedRoutes.delete(old.route);
       this.applied.delete(key);
     }
     if (peer === undefined) return;
-    this.applied.set(key, peer);
-    if (peer.neighbour) this.appliedNeighs.add(neighKey(peer.neighbour.linkIndex, peer.neighbour.ip));
-    if (peer.fdb) this.appliedFdb.add(fdbEntryKey(peer.fdb));
-    if (peer.route) this.appliedRoutes.set(routeKey(peer.route), peer.route);
+    const a: AppliedPeer = {
+      peer,
+      neigh: peer.neighbour && neighKey(peer.neighbour.linkIndex, peer.neighbour.ip),
+      fdb: peer.fdb && fdbEntryKey(peer.fdb),
+      route: peer.route && routeKey(peer.route),
+    };
+    this.applied.set(key, a);
+    if (a.neigh !== undefined) this.appliedNeighs.add(a.neigh);
+    if (a.fdb !== undefined) this.appliedFdb.add(a.fdb);
+    if (a.route !== undefined) this.appliedRoutes.set(a.route, peer.route!);
   }
 
   private resetApplied(): void {
@@ -599,7 +616,7 @@ export class Reconciler {
       const adds: Plan["adds"] = [];
       const deletes = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
       for (const key of keys) {
-        const old = this.applied.get(key);
+        const old = this.applied.get(key)?.peer;
         const neu = next.get(key);
         if (old === undefined && neu === undefined) continue;
         const c = planPeerChange(old, neu);
