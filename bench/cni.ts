@@ -9,6 +9,8 @@
 //   on pods of its own, interleaved with ours so both see the same machine load. The difference of the
 //   medians is what our plugin costs (mostly Node.js start-up).
 // - Each exec is timed from spawn to exit, both through `ip netns exec <node>` as a runtime would run it.
+// - "Node start-up" is `node -e 0` run the same way, interleaved too: the part of our overhead that is Node's
+//   own start and exit. It runs without NODE_EXTRA_CA_CERTS, as bin/flannel starts Node (see there).
 
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -29,6 +31,8 @@ export interface CniResult {
   flannelDel: LatencyStats;
   bridgeAdd: LatencyStats;
   bridgeDel: LatencyStats;
+  /** `node -e 0` in the node namespace: Node's own start and exit, the floor of a plugin on Node. */
+  nodeStartup: LatencyStats;
   /** Median flannel ADD − median bridge ADD. */
   addOverheadMs: number;
 }
@@ -81,6 +85,15 @@ export async function runCni(pods: number): Promise<CniResult> {
     const fDel: number[] = [];
     const bAdd: number[] = [];
     const bDel: number[] = [];
+    const nodeStart: number[] = [];
+    const { NODE_EXTRA_CA_CERTS: _ca, ...nodeEnv } = process.env;
+    const startNode = (): number => {
+      const t0 = performance.now();
+      const res = spawnSync("ip", ["netns", "exec", node.name, "node", "-e", "0"], { env: nodeEnv });
+      const ms = performance.now() - t0;
+      if (res.status !== 0) throw new Error(`node -e 0 failed: ${String(res.stderr)}`);
+      return ms;
+    };
     // Warm-up (page cache, first host-local store): one of each, not counted.
     const warm = Netns.create("fts-p");
     podNs.push(warm);
@@ -98,6 +111,7 @@ export async function runCni(pods: number): Promise<CniResult> {
       pairs.push({ f, b, i });
       fAdd.push(exec(flannelBin, "ADD", f, `f${i}`, flannelConf));
       bAdd.push(exec(bridgeBin, "ADD", b, `b${i}`, bridgeConf));
+      nodeStart.push(startNode());
     }
     for (const { f, b, i } of pairs) {
       fDel.push(exec(flannelBin, "DEL", f, `f${i}`, flannelConf));
@@ -109,6 +123,7 @@ export async function runCni(pods: number): Promise<CniResult> {
       flannelDel: stats(fDel),
       bridgeAdd: stats(bAdd),
       bridgeDel: stats(bDel),
+      nodeStartup: stats(nodeStart),
       addOverheadMs: median(fAdd) - median(bAdd),
     };
     return res;
