@@ -80,6 +80,24 @@ test("several messages in one datagram; a truncated tail is ignored; errors deco
   assert.equal(nl.decodeError(msgs[0]!.body), 17);
 });
 
+test("findAttr finds an attribute's data without decoding the others", () => {
+  const body = Buffer.concat([
+    Buffer.alloc(12),
+    nl.encodeAttrs([
+      nl.str(nl.IFLA_IFNAME, "x"),
+      { type: nl.NDA_LLADDR | 0x8000, data: Buffer.from([1, 2, 3, 4, 5, 6]) },
+      nl.bytes(nl.NDA_DST, Buffer.from([10, 0, 0, 1])),
+    ]),
+  ]);
+  const dst = nl.findAttr(body, 12, nl.NDA_DST);
+  assert.deepEqual(dst && [...body.subarray(dst.off, dst.off + dst.len)], [10, 0, 0, 1]);
+  assert.deepEqual(nl.findAttr(body, 12, nl.NDA_LLADDR), { off: 12 + 8 + 4, len: 6 });
+  assert.equal(nl.findAttr(body, 12, 99), undefined);
+  const bad = Buffer.from(body);
+  bad.writeUInt16LE(200, 12); // the first attribute claims more bytes than there are
+  assert.equal(nl.findAttr(bad, 12, nl.NDA_DST), undefined);
+});
+
 test("MAC addresses", () => {
   assert.equal(nl.bytesToMac(nl.macToBytes("0E:2A:00:01:02:ff")), "0e:2a:00:01:02:ff");
   assert.equal(nl.bytesToMac(Buffer.alloc(4)), "");

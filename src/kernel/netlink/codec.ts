@@ -184,6 +184,21 @@ export function decodeAttrs(buf: Buffer): Attr[] {
   return out;
 }
 
+/**
+ * Where the first attribute of `type` in `buf` (from offset `start`) has its data, without decoding the
+ * others: for notifications, which arrive by the thousand. Undefined when absent or malformed.
+ */
+export function findAttr(buf: Buffer, start: number, type: number): { off: number; len: number } | undefined {
+  let off = start;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    if (len < 4 || off + len > buf.length) return undefined;
+    if ((buf.readUInt16LE(off + 2) & 0x3fff) === type) return { off: off + 4, len: len - 4 };
+    off += align4(len);
+  }
+  return undefined;
+}
+
 /** The first attribute of that type as a map lookup helper. */
 export function attrMap(attrs: readonly Attr[]): Map<number, Buffer> {
   const m = new Map<number, Buffer>();

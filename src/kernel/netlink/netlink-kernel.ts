@@ -717,19 +717,20 @@ export class NetlinkKernel implements Kernel {
               break;
             }
             case nl.RTM_DELNEIGH: {
-              const { hdr, attrs } = nl.decodeNdMsg(m.body);
-              const family = hdr.family === nl.AF_BRIDGE ? "bridge" : familyOf(hdr.family);
+              // Our own neighbour and FDB deletes come back as these (see subscribe's filter): two per
+              // departed vxlan peer. Only the two attributes needed are looked at.
+              const b = m.body;
+              if (b.length < 12) break;
+              const af = b.readUInt8(0);
+              const family = af === nl.AF_BRIDGE ? "bridge" : familyOf(af);
               if (!family) break;
-              const a = nl.attrMap(attrs);
-              const ip = readIp(a.get(nl.NDA_DST));
-              const lladdr = a.get(nl.NDA_LLADDR);
-              deliver({
-                type: "neigh-deleted",
-                family,
-                linkIndex: hdr.index,
-                ...(ip === undefined ? {} : { ip }),
-                ...(lladdr?.length === 6 ? { mac: nl.bytesToMac(lladdr) } : {}),
-              });
+              const dst = nl.findAttr(b, 12, nl.NDA_DST);
+              const ll = nl.findAttr(b, 12, nl.NDA_LLADDR);
+              const ip = dst && readIp(b.subarray(dst.off, dst.off + dst.len));
+              const ev: KernelEvent = { type: "neigh-deleted", family, linkIndex: b.readInt32LE(4) };
+              if (ip !== undefined) ev.ip = ip;
+              if (ll?.len === 6) ev.mac = nl.bytesToMac(b.subarray(ll.off, ll.off + 6));
+              deliver(ev);
               break;
             }
             default:

@@ -100,7 +100,13 @@ if (isChild) {
   const ac = new AbortController();
   const events: string[] = [];
   k.events.subscribe((ev) => {
-    events.push(ev.type === "route-deleted" ? `route-deleted ${String(ev.route.dst)}` : ev.type);
+    events.push(
+      ev.type === "route-deleted"
+        ? `route-deleted ${String(ev.route.dst)}`
+        : ev.type === "neigh-deleted"
+          ? `neigh-deleted ${ev.family} ${ev.linkIndex} ${String(ev.ip)} ${ev.mac ?? "-"}`
+          : ev.type,
+    );
   }, ac.signal);
   const link = k.links.get("d0");
   if (link === undefined) throw new Error("no d0");
@@ -118,13 +124,29 @@ if (isChild) {
   assert.equal(k.batch([{ op: "route-delete", route: route(9) }])[0], undefined);
   // Notifications arrive in order: once this one is in, ours would have been too.
   execFileSync("ip", ["route", "del", "10.1.8.0/24"]);
+  // Neighbour and FDB deletions carry no sender: ours arrive too, with their address and MAC.
+  const vx = k.links.get("vx0");
+  if (vx === undefined) throw new Error("no vx0");
+  const n = { linkIndex: link.index, ip: IpAddr.parse("192.168.77.9"), mac: "02:00:00:00:00:09" };
+  const f = { linkIndex: vx.index, mac: "02:00:00:00:00:07", dst: IpAddr.parse("192.168.77.7") };
+  k.neighbours.replace(n);
+  k.fdb.replace(f);
+  k.neighbours.delete(n);
+  k.fdb.delete(f);
+  k.fdb.replace(f);
+  execFileSync("bridge", ["fdb", "del", "02:00:00:00:00:07", "dev", "vx0", "dst", "192.168.77.7"]);
+  const last = `neigh-deleted bridge ${vx.index} 192.168.77.7 02:00:00:00:00:07`;
   const deadline = Date.now() + 20_000;
-  while (!events.includes("route-deleted 10.1.8.0/24") && Date.now() < deadline)
+  while (
+    !(events.includes("route-deleted 10.1.8.0/24") && events.filter((e) => e === last).length === 2) &&
+    Date.now() < deadline
+  )
     await new Promise((r) => setTimeout(r, 20));
   await new Promise((r) => setTimeout(r, 300)); // an overflow, if any, is reported by the same drain
   ac.abort();
   k.close();
   process.stdout.write(`EVENTS ${JSON.stringify(events)}\n`);
+  process.stdout.write(`INDEXES ${JSON.stringify({ d0: link.index, vx0: vx.index })}\n`);
 } else {
   test("our own route adds and deletes do not come back as events; a deletion by someone else does", (t) => {
     if (!requireRoot(t)) return;
@@ -134,6 +156,8 @@ if (isChild) {
       ns.run("ip", ["addr", "add", "192.168.77.1/24", "dev", "d0"]);
       ns.run("ip", ["link", "set", "d0", "up"]);
       ns.run("ip", ["link", "set", "d1", "up"]);
+      ns.run("ip", ["link", "add", "vx0", "type", "vxlan", "id", "7", "dstport", "4789", "dev", "d0"]);
+      ns.run("ip", ["link", "set", "vx0", "up"]);
       const out = execFileSync(
         "ip",
         ["netns", "exec", ns.name, process.execPath, "--import", "tsx", import.meta.filename],
@@ -145,6 +169,24 @@ if (isChild) {
       assert.ok(!events.includes("route-deleted 10.1.7.0/24"), `our own delete came back: ${out}`);
       assert.ok(!events.includes("route-deleted 10.1.9.0/24"), `our own batched delete came back: ${out}`);
       assert.ok(!events.includes("overflow"), `the event socket overflowed: ${out.slice(0, 300)}`);
+      const idx = JSON.parse(
+        out
+          .split("\n")
+          .find((l) => l.startsWith("INDEXES "))
+          ?.slice(8) ?? "{}",
+      ) as {
+        d0: number;
+        vx0: number;
+      };
+      assert.deepEqual(
+        events.filter((e) => e.startsWith("neigh-deleted") && !e.includes(" 192.168.77.2 ")),
+        [
+          `neigh-deleted 4 ${idx.d0} 192.168.77.9 -`,
+          `neigh-deleted bridge ${idx.vx0} 192.168.77.7 02:00:00:00:00:07`,
+          `neigh-deleted bridge ${idx.vx0} 192.168.77.7 02:00:00:00:00:07`,
+        ],
+        out,
+      );
     } finally {
       ns.delete();
     }
