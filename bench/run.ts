@@ -273,6 +273,12 @@ export function formatTable(r: Results): string {
       `bridge alone ${f(c.bridgeDel)}`,
       "",
     ]);
+    rows.push([
+      "CNI ADD overhead over bridge (medians); `node -e 0` in the same run",
+      fmtMs(c.addOverheadMs),
+      `node -e 0 ${f(c.nodeStartup)}`,
+      "",
+    ]);
   }
   for (const d of r.datapath ?? []) {
     const g = (bps: number): string => `${(bps / 1e9).toFixed(2)} Gbit/s`;

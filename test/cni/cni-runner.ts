@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { build } from "esbuild";
+import { build, type BuildOptions } from "esbuild";
 import type { Netns } from "../helpers/netns.ts";
 
 export const REPO = resolve(import.meta.dirname, "../..");
@@ -16,24 +16,29 @@ export const CNI_BIN_DIR = "/usr/lib/cni";
 export type PluginLauncher = { kind: "bundle"; binFlannel: string } | { kind: "tsx" };
 
 /**
- * Builds src/cni/main.ts with the options of scripts/build.mjs into `<dir>/dist/flannel.js` and copies
- * bin/flannel next to it, so the real launcher runs the real bundle without touching the shared dist/.
+ * Builds src/cni/main.ts with the options of scripts/build.mjs into `<dir>/dist/flannel.js` and
+ * `<dir>/dist/flannel.cjs` (the one bin/flannel runs) and copies bin/flannel next to them, so the real
+ * launcher runs the real bundle without touching the shared dist/.
  */
 export async function buildPluginBundle(dir: string): Promise<PluginLauncher> {
   mkdirSync(join(dir, "bin"), { recursive: true });
-  await build({
+  const common: BuildOptions = {
     entryPoints: [join(REPO, "src/cni/main.ts")],
-    outfile: join(dir, "dist/flannel.js"),
     bundle: true,
     platform: "node",
-    format: "esm",
     target: "node20",
     external: ["koffi"],
+    logLevel: "warning",
+  };
+  await build({
+    ...common,
+    outfile: join(dir, "dist/flannel.js"),
+    format: "esm",
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },
-    logLevel: "warning",
   });
+  await build({ ...common, outfile: join(dir, "dist/flannel.cjs"), format: "cjs" });
   const binFlannel = join(dir, "bin/flannel");
   copyFileSync(join(REPO, "bin/flannel"), binFlannel);
   chmodSync(binFlannel, 0o755);
