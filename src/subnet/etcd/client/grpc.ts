@@ -199,8 +199,10 @@ export class GrpcChannel {
     s.on("error", (err: Error) => {
       ep.lastError = err.message;
     });
+    // Pings only while a call is open: a gRPC server's keepalive enforcement (grpc-go, which etcd uses) may
+    // count pings on a connection without streams as abuse and close it with GOAWAY after a few.
     const pinger = setInterval(() => {
-      if (s.closed || s.destroyed) return;
+      if (s.closed || s.destroyed || (openCalls.get(s) ?? 0) === 0) return;
       const t = setTimeout(() => s.destroy(new Error("etcd did not answer an HTTP/2 ping")), PING_TIMEOUT_MS);
       t.unref();
       try {
