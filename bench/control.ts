@@ -238,7 +238,23 @@ export class ControlCluster {
 }
 
 async function waitRoutes(node: FlanneldNode, target: number, timeoutMs: number) {
-  const r = await node.probe.call({ cmd: "wait", target, timeoutMs });
+  // A flanneld that dies ends the wait at once (with its log), rather than after the timeout.
+  let onExit: (() => void) | undefined;
+  const died = new Promise<never>((_, reject) => {
+    const child = node.child;
+    if (child === undefined || child.exitCode !== null) {
+      reject(new Error(`flanneld is not running: ${node.logTail()}`));
+      return;
+    }
+    onExit = (): void => reject(new Error(`flanneld exited while waiting for routes: ${node.logTail()}`));
+    child.once("exit", onExit);
+  });
+  let r: Record<string, unknown>;
+  try {
+    r = await Promise.race([node.probe.call({ cmd: "wait", target, timeoutMs }), died]);
+  } finally {
+    if (onExit !== undefined) node.child?.off("exit", onExit);
+  }
   return { t: Number(r.t ?? nowMs()), timedOut: r.timeout === true, count: Number(r.count) };
 }
 
@@ -288,6 +304,7 @@ export async function runControl(
       await sleepMs(300); // let the previous pass and GC settle
       const cpu0 = cpuMs(node.pid) ?? NaN;
       const wait = waitRoutes(node, target, timeoutMs);
+      wait.catch(() => undefined); // awaited below; a flanneld that dies meanwhile must not be "unhandled"
       const wr = await w.call(cmd);
       const r = await wait;
       const s: Scenario = {
