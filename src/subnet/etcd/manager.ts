@@ -35,7 +35,7 @@ import type { Logger } from "../../log/logger.ts";
 import { sleep } from "../../util/sleep.ts";
 import type { SubnetManager } from "../manager.ts";
 import { GrpcError, Status } from "./client/client.ts";
-import { EtcdRegistry, SubnetExistsError } from "./registry.ts";
+import { EtcdRegistry, SubnetExistsError, withExpiration } from "./registry.ts";
 import { decodeLeaseAttrs } from "./keys.ts";
 
 /** How old acquireLease's listing may be to seed the lease watch (see the design notes). */
@@ -410,20 +410,7 @@ export class EtcdSubnetManager implements SubnetManager {
     return (async function* (): AsyncGenerator<LeaseWatchResult[]> {
       if (signal.aborted) return;
       // Expirations were looked up for our own candidate lease only; a snapshot carries none.
-      // Leases are rebuilt as literals (not spread): see keyLease in registry.ts.
-      yield [
-        {
-          snapshot: seed.leases.map((l) => ({
-            enableIpv4: l.enableIpv4,
-            enableIpv6: l.enableIpv6,
-            subnet: l.subnet,
-            ipv6Subnet: l.ipv6Subnet,
-            attrs: l.attrs,
-            expiration: null,
-            asof: l.asof,
-          })),
-        },
-      ];
+      yield [{ snapshot: seed.leases.map((l) => withExpiration(l, null)) }];
       yield* registry.watchSubnets(signal, seed.revision + 1, { ttl: false });
     })();
   }

@@ -455,7 +455,7 @@ export class EtcdRegistry {
     let nextRev = since ?? 0;
 
     const relist = async (): Promise<void> => {
-      let backoffMs = 100;
+      let backoff = new DoublingBackoff();
       for (;;) {
         if (signal.aborted) return;
         try {
@@ -466,11 +466,11 @@ export class EtcdRegistry {
         } catch (err) {
           log.error(`failed to re-list subnets: ${errorMessage(this.clean(err))}`);
           try {
-            await sleep(backoffMs, signal);
+            await sleep(backoff.duration, signal);
           } catch {
             return;
           }
-          backoffMs = Math.min(backoffMs * 2, 5000);
+          backoff = backoff.next();
         }
       }
     };
@@ -653,6 +653,19 @@ export function keyLease(sk: SubnetKey, attrs: LeaseAttrs, expiration: Date | nu
     attrs,
     expiration,
     asof,
+  };
+}
+
+/** `l` with another expiration, built as one literal like keyLease (not by spreading). */
+export function withExpiration(l: Lease, expiration: Date | null): Lease {
+  return {
+    enableIpv4: l.enableIpv4,
+    enableIpv6: l.enableIpv6,
+    subnet: l.subnet,
+    ipv6Subnet: l.ipv6Subnet,
+    attrs: l.attrs,
+    expiration,
+    asof: l.asof,
   };
 }
 

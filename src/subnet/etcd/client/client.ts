@@ -97,19 +97,22 @@ export class EtcdClient {
     return { token: await this.token };
   }
 
-  private async unary(path: string, message: Uint8Array, deadline: number): Promise<Buffer> {
-    for (let attempt = 0; ; attempt++) {
-      const metadata = await this.metadata(deadline);
-      try {
-        return await this.channel.unary(path, message, { deadline, metadata });
-      } catch (err) {
-        if (attempt === 0 && this.opts.auth !== undefined && isInvalidToken(err)) {
-          this.token = undefined;
-          continue;
-        }
-        throw err;
-      }
+  /** Runs `call` with the auth metadata; when etcd rejects the token, fetches a new one and runs it again once. */
+  private async withToken<T>(
+    deadline: number,
+    call: (md: Record<string, string> | undefined) => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await call(await this.metadata(deadline));
+    } catch (err) {
+      if (this.opts.auth === undefined || !isInvalidToken(err)) throw err;
+      this.token = undefined;
+      return call(await this.metadata(deadline));
     }
+  }
+
+  private unary(path: string, message: Uint8Array, deadline: number): Promise<Buffer> {
+    return this.withToken(deadline, (metadata) => this.channel.unary(path, message, { deadline, metadata }));
   }
 
   async range(
@@ -165,31 +168,19 @@ export class EtcdClient {
     openDeadline: number,
   ): Promise<Watch> {
     const create = encodeWatchCreate(req);
-    let call: Call;
-    for (let attempt = 0; ; attempt++) {
-      const metadata = await this.metadata(openDeadline);
-      try {
-        call = await this.openStream("/etcdserverpb.Watch/Watch", metadata, create, openDeadline);
-        break;
-      } catch (err) {
-        if (attempt === 0 && this.opts.auth !== undefined && isInvalidToken(err)) {
-          this.token = undefined;
-          continue;
-        }
-        throw err;
-      }
-    }
+    const call = await this.withToken(openDeadline, (metadata) =>
+      this.openStream("/etcdserverpb.Watch/Watch", metadata, create, openDeadline),
+    );
     let cancelled = false;
     let watchId: number | undefined;
-    const c = call;
-    c.listen(
+    call.listen(
       (m) => {
         if (cancelled) return;
         let res: WatchResponse;
         try {
           res = decodeWatchResponse(m);
         } catch (err) {
-          c.cancel(new GrpcError(Status.INTERNAL, `bad watch response: ${(err as Error).message}`, ""));
+          call.cancel(new GrpcError(Status.INTERNAL, `bad watch response: ${(err as Error).message}`, ""));
           return;
         }
         if (res.created) watchId = res.watchId;
@@ -205,8 +196,8 @@ export class EtcdClient {
       cancel: () => {
         if (cancelled) return;
         cancelled = true;
-        if (watchId !== undefined) c.write(encodeWatchCancel(watchId));
-        c.cancel();
+        if (watchId !== undefined) call.write(encodeWatchCancel(watchId));
+        call.cancel();
       },
     };
   }

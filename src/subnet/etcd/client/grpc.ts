@@ -379,10 +379,7 @@ export class Call {
     });
     req.on("trailers", (t) => this.setStatus(t));
     req.on("error", (err: Error) => {
-      if (this.failure !== undefined) return;
-      const connectFailed = !this.gotHeaders && !ep.connected;
-      const why = connectFailed && ep.lastError !== "" ? ep.lastError : err.message;
-      this.failure = new GrpcError(Status.UNAVAILABLE, why, ep.url, connectFailed);
+      this.failure ??= this.unavailable(err.message);
     });
     req.on("close", () => {
       const left = (openCalls.get(session) ?? 1) - 1;
@@ -400,6 +397,16 @@ export class Call {
     this.queue = [];
     for (const m of queued) onMessage(m);
     if (this.result !== undefined) onEnd(this.result);
+  }
+
+  /**
+   * The call ended without a status. If no connection was ever made, the connection's own error (e.g.
+   * ECONNREFUSED) says why, and the channel may try the next endpoint.
+   */
+  private unavailable(why: string): GrpcError {
+    const connectFailed = !this.gotHeaders && !this.ep.connected;
+    const text = connectFailed && this.ep.lastError !== "" ? this.ep.lastError : why;
+    return new GrpcError(Status.UNAVAILABLE, text, this.ep.url, connectFailed);
   }
 
   private setStatus(h: http2.IncomingHttpHeaders): void {
@@ -427,12 +434,7 @@ export class Call {
         this.ep.url,
       );
     } else {
-      const connectFailed = !this.gotHeaders && !this.ep.connected;
-      const why =
-        connectFailed && this.ep.lastError !== ""
-          ? this.ep.lastError
-          : `stream closed without a status (HTTP/2 code ${this.req.rstCode ?? "none"})`;
-      result = new GrpcError(Status.UNAVAILABLE, why, this.ep.url, connectFailed);
+      result = this.unavailable(`stream closed without a status (HTTP/2 code ${this.req.rstCode ?? "none"})`);
     }
     this.result = result;
     this.rejectOpened(result ?? new GrpcError(Status.UNKNOWN, "call ended before it opened", this.ep.url));
