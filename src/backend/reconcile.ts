@@ -79,6 +79,34 @@ export interface Plan {
 const neighKey = (linkIndex: number, ip: IpAddr): string => `${linkIndex}|${ip.toString()}`;
 const fdbKey = (linkIndex: number, mac: string): string => `${linkIndex}|${mac.toLowerCase()}`;
 const routeKey = (r: Route): string => `${r.table ?? RT_TABLE_MAIN}|${r.dst?.toString() ?? "default"}`;
+const fdbEntryKey = (f: DesiredFdb): string => `${fdbKey(f.linkIndex, f.mac)}|${f.dst.toString()}`;
+
+/** The kernel keys of one desired peer's entries. */
+interface PeerKeys {
+  neigh: string | undefined;
+  fdb: string | undefined;
+  /** The FDB entry with its destination (a MAC may have several). */
+  fdbEntry: string | undefined;
+  route: string | undefined;
+}
+
+// Targets hand out the same DesiredPeer object while a peer is unchanged (DesiredPeer objects are never
+// mutated), so its keys are derived once: a periodic pass over 10,000 peers then formats no addresses for them.
+const peerKeys = new WeakMap<DesiredPeer, PeerKeys>();
+
+function keysOf(d: DesiredPeer): PeerKeys {
+  let k = peerKeys.get(d);
+  if (k === undefined) {
+    k = {
+      neigh: d.neighbour && neighKey(d.neighbour.linkIndex, d.neighbour.ip),
+      fdb: d.fdb && fdbKey(d.fdb.linkIndex, d.fdb.mac),
+      fdbEntry: d.fdb && fdbEntryKey(d.fdb),
+      route: d.route && routeKey(d.route),
+    };
+    peerKeys.set(d, k);
+  }
+  return k;
+}
 
 /** The kernel's default priority: 0 for IPv4, 1024 for IPv6 (IP6_RT_PRIO_USER). */
 const metricOf = (r: Route): number => r.metric ?? (r.family === 6 ? 1024 : 0);
@@ -90,8 +118,12 @@ function sameAddr(a: IpAddr | null | undefined, b: IpAddr | null | undefined): b
 
 /** True when `actual` is what `desired` asks for; a desired route without linkIndex lets the kernel pick. */
 export function routeMatches(desired: Route, actual: Route): boolean {
+  return routeKey(desired) === routeKey(actual) && sameRouteOfKey(desired, actual);
+}
+
+/** `routeMatches` for two routes already known to have the same key (table and destination). */
+function sameRouteOfKey(desired: Route, actual: Route): boolean {
   return (
-    routeKey(desired) === routeKey(actual) &&
     sameAddr(desired.gw, actual.gw) &&
     (desired.linkIndex === undefined || desired.linkIndex === actual.linkIndex) &&
     (desired.onlink ?? false) === (actual.onlink ?? false) &&
@@ -121,18 +153,20 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
 
   for (const peer of desired) {
     const ops: PlanOp[] = [];
+    const keys = keysOf(peer);
     if (peer.neighbour !== undefined) {
       const n = peer.neighbour;
-      const k = neighKey(n.linkIndex, n.ip);
+      const k = keys.neigh!;
       wanted.neigh.add(k);
       const ok = (neighs.get(k) ?? []).some(
-        (a) => a.mac.toLowerCase() === n.mac.toLowerCase() && (a.state & NUD_PERMANENT) !== 0,
+        (a) =>
+          (a.mac === n.mac || a.mac.toLowerCase() === n.mac.toLowerCase()) && (a.state & NUD_PERMANENT) !== 0,
       );
       if (!ok) ops.push({ op: "neigh-replace", neighbour: n });
     }
     if (peer.fdb !== undefined) {
       const f = peer.fdb;
-      const k = fdbKey(f.linkIndex, f.mac);
+      const k = keys.fdb!;
       wanted.fdb.add(k);
       const existing = fdbs.get(k) ?? [];
       if (!existing.some((a) => sameAddr(a.dst, f.dst))) ops.push({ op: "fdb-replace", fdb: f });
@@ -145,10 +179,10 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
     }
     if (peer.route !== undefined) {
       const r = peer.route;
-      const k = routeKey(r);
+      const k = keys.route!;
       wanted.route.add(k);
       const existing = routes.get(k) ?? [];
-      const match = existing.find((a) => routeMatches(r, a));
+      const match = existing.find((a) => sameRouteOfKey(r, a));
       if (match === undefined) {
         const previous = existing[0];
         ops.push(
@@ -277,8 +311,6 @@ export interface PassResult {
   failures: number;
 }
 
-const fdbEntryKey = (f: DesiredFdb): string => `${fdbKey(f.linkIndex, f.mac)}|${f.dst.toString()}`;
-
 function sameNeighbour(a: DesiredNeighbour | undefined, b: DesiredNeighbour | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.linkIndex === b.linkIndex && a.ip.equals(b.ip) && a.mac.toLowerCase() === b.mac.toLowerCase();
@@ -377,9 +409,6 @@ class Counter {
   has(k: string): boolean {
     return this.m.has(k);
   }
-  clear(): void {
-    this.m.clear();
-  }
 }
 
 export class Reconciler {
@@ -394,7 +423,7 @@ export class Reconciler {
    * Per peer key, its entries as last applied and acknowledged by the kernel. A peer whose writes failed is
    * absent. Lease batches are planned against this instead of the kernel; it is rebuilt by every full pass.
    */
-  private applied = new Map<string, AppliedPeer>();
+  private readonly applied = new Map<string, AppliedPeer>();
   /** Kernel keys of the applied entries, to tell a lost entry from one we removed ourselves. */
   private readonly appliedRoutes = new Map<string, Route>();
   private readonly appliedNeighs = new Counter();
@@ -440,23 +469,12 @@ export class Reconciler {
       this.applied.delete(key);
     }
     if (peer === undefined) return;
-    const a: AppliedPeer = {
-      peer,
-      neigh: peer.neighbour && neighKey(peer.neighbour.linkIndex, peer.neighbour.ip),
-      fdb: peer.fdb && fdbEntryKey(peer.fdb),
-      route: peer.route && routeKey(peer.route),
-    };
+    const keys = keysOf(peer);
+    const a: AppliedPeer = { peer, neigh: keys.neigh, fdb: keys.fdbEntry, route: keys.route };
     this.applied.set(key, a);
     if (a.neigh !== undefined) this.appliedNeighs.add(a.neigh);
     if (a.fdb !== undefined) this.appliedFdb.add(a.fdb);
     if (a.route !== undefined) this.appliedRoutes.set(a.route, peer.route!);
-  }
-
-  private resetApplied(): void {
-    this.applied = new Map();
-    this.appliedRoutes.clear();
-    this.appliedNeighs.clear();
-    this.appliedFdb.clear();
   }
 
   /**
@@ -596,8 +614,15 @@ export class Reconciler {
       }
     }
     const failedPeers = this.apply(p.adds, p.deletes, result, true);
-    this.resetApplied();
-    for (const d of desired) if (!failedPeers.has(d.key)) this.setApplied(d.key, d);
+    // The applied state becomes exactly `desired` minus the failed peers. Targets hand back the same
+    // DesiredPeer object while a peer is unchanged, so a pass that finds the kernel right re-derives no keys.
+    const next = new Set<string>();
+    for (const d of desired) {
+      if (failedPeers.has(d.key)) continue;
+      next.add(d.key);
+      if (this.applied.get(d.key)?.peer !== d) this.setApplied(d.key, d);
+    }
+    for (const key of this.applied.keys()) if (!next.has(key)) this.setApplied(key, undefined);
     this.trusted = result.failures === 0;
     return result;
   }

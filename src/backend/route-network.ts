@@ -57,10 +57,13 @@ function peerKey(lease: Lease): string {
 }
 
 export class RouteNetwork implements Network, ReconcileTarget {
-  /** Per remote lease, its route per family. */
-  private readonly routes = new Map<string, Route[]>();
+  /**
+   * Per remote lease, its route per family, as the DesiredPeer the reconciler is given: built once per lease
+   * change, so a periodic pass neither allocates them again nor re-derives their kernel keys.
+   */
+  private readonly routes = new Map<string, DesiredPeer[]>();
   /** Each route by destination (its DesiredPeer key), for applying only what a batch changed. */
-  private readonly byDst = new Map<string, Route>();
+  private readonly byDst = new Map<string, DesiredPeer>();
   private readonly reconciler: Reconciler;
   private readonly logger: Logger;
 
@@ -107,10 +110,9 @@ export class RouteNetwork implements Network, ReconcileTarget {
   handleBatch(batch: readonly LeaseEvent[]): Set<string> {
     const changed = new Set<string>();
     const forget = (key: string): void => {
-      for (const r of this.routes.get(key) ?? []) {
-        const k = String(r.dst);
-        if (this.byDst.get(k) === r) this.byDst.delete(k);
-        changed.add(k);
+      for (const d of this.routes.get(key) ?? []) {
+        if (this.byDst.get(d.key) === d) this.byDst.delete(d.key);
+        changed.add(d.key);
       }
     };
     for (const ev of batch) {
@@ -128,20 +130,20 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.routes.delete(key);
         continue;
       }
-      const routes: Route[] = [];
+      const routes: DesiredPeer[] = [];
       for (const f of this.opts.families) {
         const enabled = f === 4 ? lease.enableIpv4 || !lease.enableIpv6 : lease.enableIpv6;
         if (!enabled) continue;
         const r = this.opts.routeFor(lease, f);
         if (r === undefined) continue;
         this.logger.info(`Subnet added: ${String(r.dst)} via ${String(r.gw)}`);
-        routes.push(r);
+        routes.push({ key: String(r.dst), route: r });
       }
       forget(key);
       this.routes.set(key, routes);
-      for (const r of routes) {
-        this.byDst.set(String(r.dst), r);
-        changed.add(String(r.dst));
+      for (const d of routes) {
+        this.byDst.set(d.key, d);
+        changed.add(d.key);
       }
     }
     return changed;
@@ -154,45 +156,45 @@ export class RouteNetwork implements Network, ReconcileTarget {
   }
 
   desired(): DesiredPeer[] {
-    return [...this.routes.values()].flat().map((route) => ({ key: String(route.dst), route }));
+    const out: DesiredPeer[] = [];
+    for (const ds of this.routes.values()) for (const d of ds) out.push(d);
+    return out;
   }
 
   desiredOf(keys: ReadonlySet<string>): DesiredPeer[] {
     const out: DesiredPeer[] = [];
     for (const key of keys) {
-      const route = this.byDst.get(key);
-      if (route !== undefined) out.push({ key, route });
+      const d = this.byDst.get(key);
+      if (d !== undefined) out.push(d);
     }
     return out;
   }
 
   actual(): ActualState {
     const routes: Route[] = [];
-    const wanted = new Set(this.desired().map((d) => String(d.route?.dst)));
     for (const f of this.opts.families) {
       const network = this.opts.networks[f] ?? null;
       const own = f === 4 ? this.opts.ownLease.subnet : this.opts.ownLease.ipv6Subnet;
       for (const r of this.opts.deps.kernel.routes.list({ family: f })) {
-        if (this.owns(r, network, own, wanted)) routes.push(r);
+        if (this.owns(r, network, own)) routes.push(r);
       }
     }
     return { neighbours: [], fdb: [], routes };
   }
 
-  private owns(r: Route, network: IpNet | null, own: IpNet | null, wanted: Set<string>): boolean {
+  private owns(r: Route, network: IpNet | null, own: IpNet | null): boolean {
     if (r.dst === null || r.gw === undefined || (r.type ?? "unicast") !== "unicast") return false;
     if (r.protocol === RTPROT_KERNEL || (r.table ?? RT_TABLE_MAIN) !== RT_TABLE_MAIN) return false;
     if (own !== null && r.dst.overlaps(own)) return false;
     if (network !== null) return network.containsNet(r.dst);
     // Without a known cluster network only the destinations we want are ours (they get replaced).
-    return wanted.has(r.dst.toString());
+    return this.byDst.has(r.dst.toString());
   }
 
   concerns(ev: KernelEvent): boolean {
     if (ev.type === "overflow") return true;
     if (ev.type !== "route-deleted" || ev.route.dst === null) return false;
-    const dst = ev.route.dst;
-    return [...this.routes.values()].some((rs) => rs.some((r) => r.dst?.equals(dst) === true));
+    return this.byDst.has(ev.route.dst.toString());
   }
 
   /** For logs and tests. */

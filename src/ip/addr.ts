@@ -41,9 +41,14 @@ export class IpAddr {
   static fromBytes(bytes: Uint8Array): IpAddr {
     if (bytes.length !== 4 && bytes.length !== 16)
       throw new RangeError(`IP address of ${bytes.length} bytes`);
+    if (bytes.length === 4) {
+      // One BigInt per address instead of one per byte: kernel dumps parse tens of thousands of these.
+      const n = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
+      return new IpAddr(4, BigInt(n));
+    }
     let v = 0n;
     for (const b of bytes) v = (v << 8n) | BigInt(b);
-    return new IpAddr(bytes.length === 4 ? 4 : 6, v);
+    return new IpAddr(6, v);
   }
 
   static zero(family: Family): IpAddr {
@@ -120,14 +125,14 @@ export class IpAddr {
 function parseIPv4(text: string): bigint | undefined {
   const parts = text.split(".");
   if (parts.length !== 4) return undefined;
-  let v = 0n;
+  let v = 0;
   for (const p of parts) {
     if (!/^\d{1,3}$/.test(p) || (p.length > 1 && p[0] === "0")) return undefined;
     const n = Number(p);
     if (n > 255) return undefined;
-    v = (v << 8n) | BigInt(n);
+    v = v * 256 + n;
   }
-  return v;
+  return BigInt(v);
 }
 
 function parseIPv6(text: string): bigint | undefined {
@@ -164,7 +169,9 @@ function parseIPv6(text: string): bigint | undefined {
 }
 
 function formatIPv4(v: bigint): string {
-  return [24n, 16n, 8n, 0n].map((s) => String((v >> s) & 0xffn)).join(".");
+  // Plain number arithmetic: map keys and log lines format every address, and BigInt shifts allocate.
+  const n = Number(v);
+  return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
 }
 
 function formatIPv6(v: bigint): string {

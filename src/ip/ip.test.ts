@@ -58,3 +58,19 @@ test("address classes", () => {
   assert.equal(IpAddr.fromBytes(IpAddr.parse("1.2.3.4").toBytes()).toString(), "1.2.3.4");
   assert.equal(IfAddr.parse("10.244.1.1/24").network.toString(), "10.244.1.0/24");
 });
+
+test("IPv4 text, bytes and value agree over the whole range", () => {
+  // The IPv4 fast paths use 32-bit number arithmetic; the top bit (addresses from 128.0.0.0) is where
+  // signed shifts would go wrong.
+  const samples = [0, 1, 0x7fffffff, 0x80000000, 0xa9fe0001, 0xc0a80101, 0xfffffffe, 0xffffffff];
+  for (let i = 0; i < 2000; i++) samples.push(Math.floor(Math.random() * 0x100000000));
+  for (const n of samples) {
+    const bytes = [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255];
+    const text = bytes.join(".");
+    const ip = IpAddr.parse(text);
+    assert.equal(ip.value, BigInt(n), text);
+    assert.equal(ip.toString(), text);
+    assert.equal(IpAddr.fromBytes(Uint8Array.from(bytes)).value, BigInt(n), text);
+    assert.deepEqual([...ip.toBytes()], bytes, text);
+  }
+});
