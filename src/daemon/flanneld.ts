@@ -5,8 +5,9 @@
 //   lease completion, health server), all started with one AbortSignal. Shutdown aborts it and awaits every
 //   loop; nothing here exits the process — `runFlanneld` resolves with the exit code.
 // - Order matters and follows upstream exactly: the subnet file is written only after the backend registered
-//   (lease acquired, devices up) and the traffic rules are in place, and readiness flips only after the file
-//   is written. The previous subnet/network are read from the old subnet file *before* it is rewritten (for
+//   (lease acquired, devices up), old masquerade rules were recycled and the flannel chains exist (iptables
+//   bootstraps the rules themselves in the background, as upstream's goroutine does; nftables installs them
+//   first), and readiness flips only after the file is written. The previous subnet/network are read from the old subnet file *before* it is rewritten (for
 //   etcd reuse and for recycling masquerade rules of a changed subnet).
 // - Where upstream retries, we retry: the network config is fetched every second until it is valid (etcd
 //   down, config missing or malformed); connection loss inside the subnet manager is its own business.
@@ -163,6 +164,25 @@ export async function runFlanneld(
       return 1;
     }
 
+    // The traffic manager's preparation (the other mode's clean-up and this mode's init: tool probes, nft
+    // tables) needs neither the lease nor the devices and only runs child processes, so it runs while the
+    // backend registers, which mostly waits for etcd or the API server (~90 ms saved at start). Upstream runs
+    // it after registration; only the order of the log lines differs.
+    log.info("Cleaning-up unused traffic manager rules");
+    const mode = config.enableNftables ? "nftables" : "iptables";
+    const other = mode === "nftables" ? "iptables" : "nftables";
+    const cleanedUp = deps
+      .createTrafficManager(other)
+      .cleanUp()
+      .catch((err: unknown) => {
+        // Upstream exits here; the other mode's tools may simply be absent, which is not worth dying for.
+        log.warn(`Could not clean up ${other} rules: ${errorMessage(err)}`);
+      });
+    const traffic = deps.createTrafficManager(mode);
+    const trafficReady = traffic.init(inner.signal).finally(() => cleanedUp);
+    // Awaited below; until then a failure must not count as unhandled.
+    trafficReady.catch(() => undefined);
+
     let network: Network;
     try {
       network = await backend.registerNetwork(config, inner.signal);
@@ -174,24 +194,7 @@ export async function runFlanneld(
     }
     const lease = network.lease();
 
-    log.info("Cleaning-up unused traffic manager rules");
-    const mode = config.enableNftables ? "nftables" : "iptables";
-    const other = mode === "nftables" ? "iptables" : "nftables";
-    // The other mode's clean-up and this mode's init touch different tables and only run child processes,
-    // so they run side by side (~60 ms saved at start); init's own log line still comes after this one.
-    const cleanedUp = deps
-      .createTrafficManager(other)
-      .cleanUp()
-      .catch((err: unknown) => {
-        // Upstream exits here; the other mode's tools may simply be absent, which is not worth dying for.
-        log.warn(`Could not clean up ${other} rules: ${errorMessage(err)}`);
-      });
-    const traffic = deps.createTrafficManager(mode);
-    try {
-      await traffic.init(inner.signal);
-    } finally {
-      await cleanedUp;
-    }
+    await trafficReady;
     loops.push(traffic.wait());
 
     if (opts.ipMasq) {
@@ -206,6 +209,7 @@ export async function runFlanneld(
           prevIpv6Network: prev.ipv6Network,
           prevIpv6Subnet: prev.ipv6Subnet,
           signal: inner.signal,
+          background: true,
         });
       } catch (err) {
         log.error(`Failed to setup masq rules, ${errorMessage(err)}`);
@@ -217,6 +221,7 @@ export async function runFlanneld(
         network: config.enableIpv4 ? config.network : null,
         ipv6Network: config.enableIpv6 ? config.ipv6Network : null,
         signal: inner.signal,
+        background: true,
       });
     }
     if (opts.ipBlackholeRoute && deps.startBlackholeRoutes) {

@@ -20,12 +20,21 @@ export interface MasqRulesOpts {
   prevIpv6Subnet: IpNet | null;
   /** Aborting it ends the resync loop started by the call. */
   signal: AbortSignal;
+  /** See {@link ForwardRulesOpts.background}. */
+  background?: boolean;
 }
 
 export interface ForwardRulesOpts {
   network: IpNet | null;
   ipv6Network: IpNet | null;
   signal: AbortSignal;
+  /**
+   * iptables only: resolve once the flannel chain exists (created or flushed) and bootstrap the rules in the
+   * background, as upstream does in a goroutine, so that the daemon writes subnet.env and starts the backend
+   * without waiting for a chain of iptables processes. nftables installs its rules in one transaction before
+   * resolving either way (as upstream does).
+   */
+  background?: boolean;
 }
 
 export interface TrafficManager {
@@ -37,7 +46,8 @@ export interface TrafficManager {
 
   /**
    * Installs the masquerade rules for each family whose network and subnet are both non-null, after deleting
-   * rules left from a previous, different network/subnet. Resolves when the first installation is done, then
+   * rules left from a previous, different network/subnet. Resolves when the first installation is done (with
+   * `background`, iptables: when the old rules are gone and the chain exists), then
    * keeps the rules in place (iptables: every `resyncMs`) until `signal` aborts. Rejects when the old rules
    * cannot be removed (iptables) or the rules cannot be installed (nftables); the daemon then exits with
    * `Failed to setup masq rules, <err>`. An iptables installation failure is only logged, as upstream, and

@@ -1,8 +1,10 @@
 import { createMetrics } from "../../metrics/metrics.ts";
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { setImmediate as setImmediatePromise } from "node:timers/promises";
 
 import { IpNet } from "../../ip/net.ts";
+import type { CommandRunner } from "../../kernel/command.ts";
 import { MemoryLogger } from "../../log/logger.ts";
 import { masqRules, type IptablesRule } from "../rules.ts";
 import { FakeIptables } from "./fake-iptables.ts";
@@ -158,6 +160,36 @@ test("setup installs the golden masquerade and forward rules and logs upstream's
     assert.ok(log.lines.includes(text), `log has ${text}: ${log.text()}`);
   }
   assert.doesNotMatch(log.text(), /recycle/);
+  ac.abort();
+  await m.wait();
+});
+
+test("background setup resolves once the chains exist and bootstraps the rules afterwards", async () => {
+  const fake = new FakeIptables();
+  // iptables-restore waits until released: the bootstrap cannot finish before the test says so.
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const held: CommandRunner = {
+    run: async (file, args, opts) => {
+      if (file.endsWith("-restore")) await released;
+      return fake.run(file, args, opts);
+    },
+  };
+  const log = new MemoryLogger();
+  const ac = new AbortController();
+  const m = new IptablesManager({ commands: held, logger: log, resyncMs: 60_000 });
+  await m.init(ac.signal);
+  await m.setupAndEnsureMasqRules({ ...masqOpts(ac.signal), background: true });
+  await m.setupAndEnsureForwardRules({ network: N, ipv6Network: null, signal: ac.signal, background: true });
+  assert.equal(fake.dump("iptables", "nat", "FLANNEL-POSTRTG"), "-N FLANNEL-POSTRTG\n");
+  assert.equal(fake.dump("iptables", "filter", "FLANNEL-FWD"), "-N FLANNEL-FWD\n");
+  assert.equal(fake.callsOf("iptables-restore").length, 0);
+  assert.ok(!log.lines.includes("I bootstrap done"));
+  release();
+  for (let i = 0; i < 100 && fake.callsOf("iptables-restore").length < 2; i++) await setImmediatePromise();
+  await setImmediatePromise();
+  assert.equal(listing(fake, "iptables", "nat", "POSTROUTING", "FLANNEL-POSTRTG"), GOLDEN_NAT);
+  assert.equal(listing(fake, "iptables", "filter", "FORWARD", "FLANNEL-FWD"), GOLDEN_FILTER);
   ac.abort();
   await m.wait();
 });

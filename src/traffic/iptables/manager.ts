@@ -410,7 +410,7 @@ export class IptablesManager implements TrafficManager {
 
       this.log.info(s.fam === 4 ? "Setting up masking rules" : "Setting up masking rules for IPv6");
       const rules = masqRules({ network: s.net, subnet: s.sub, randomFully });
-      await this.setupAndEnsure(ipt, "nat", POSTRTG_CHAIN, rules, opts.signal);
+      await this.setupAndEnsure(ipt, "nat", POSTRTG_CHAIN, rules, opts.signal, opts.background === true);
     }
   }
 
@@ -423,6 +423,7 @@ export class IptablesManager implements TrafficManager {
         FWD_CHAIN,
         forwardRules(opts.network),
         opts.signal,
+        opts.background === true,
       );
     }
     if (opts.ipv6Network !== null) {
@@ -433,6 +434,7 @@ export class IptablesManager implements TrafficManager {
         FWD_CHAIN,
         forwardRules(opts.ipv6Network),
         opts.signal,
+        opts.background === true,
       );
     }
   }
@@ -467,13 +469,17 @@ export class IptablesManager implements TrafficManager {
     return fam === 4 ? "Failed to setup IPTables." : "Failed to setup IP6Tables.";
   }
 
-  /** Create/flush the chain, bootstrap the rules, then start the resync loop. Never rejects. */
+  /**
+   * Create/flush the chain, bootstrap the rules, then start the resync loop. Never rejects. With
+   * `background`, resolves after the chain step and bootstraps afterwards.
+   */
   private async setupAndEnsure(
     ipt: IptablesFamily,
     table: string,
     chain: string,
     rules: IptablesRule[],
     signal: AbortSignal,
+    background: boolean,
   ): Promise<void> {
     const probe = await ipt.probe();
     if (!probe.ok) {
@@ -481,19 +487,26 @@ export class IptablesManager implements TrafficManager {
       this.log.error(`${this.setupPrefix(ipt.family)} iptables binary was not found: ${probe.error}`);
       return;
     }
-    await ipt.exclusive(async () => {
+    const created = ipt.exclusive(async () => {
       try {
         await ipt.clearChain(table, chain);
       } catch (err) {
         this.log.error(`${this.setupPrefix(ipt.family)} Error on creating the chain: ${errorMessage(err)}`);
       }
+    });
+    const bootstrap = async (): Promise<void> => {
       try {
         await bootstrapRules(ipt, rules, this.log);
       } catch (err) {
         this.log.error(`Failed to bootstrap IPTables: ${errorMessage(err)}`);
       }
-    });
-    this.loops.push(this.resyncLoop(ipt, rules, signal));
+    };
+    // In the background the bootstrap stays out of the family's queue, so the next rule set's chain is not
+    // created only after this set's rules (upstream's goroutines run side by side too; rule sets live in
+    // different chains, and `--wait` serializes the processes on the xtables lock).
+    const bootstrapped = background ? created.then(bootstrap) : ipt.exclusive(bootstrap);
+    this.loops.push(bootstrapped.then(() => this.resyncLoop(ipt, rules, signal)));
+    await (background ? created : bootstrapped);
   }
 
   private async resyncLoop(ipt: IptablesFamily, rules: IptablesRule[], signal: AbortSignal): Promise<void> {
