@@ -36,7 +36,6 @@ import { sleep } from "../../util/sleep.ts";
 import type { SubnetManager } from "../manager.ts";
 import { GrpcError, Status } from "./client/client.ts";
 import { EtcdRegistry, SubnetExistsError, withExpiration } from "./registry.ts";
-import { decodeLeaseAttrs } from "./keys.ts";
 
 /** How old acquireLease's listing may be to seed the lease watch (see the design notes). */
 const SEED_MAX_AGE_MS = 30_000;
@@ -257,10 +256,7 @@ export class EtcdSubnetManager implements SubnetManager {
     // Only the lease this node may reuse needs its expiration (null = a reservation, re-put without TTL);
     // the others are only checked for overlap, so their TTLs are not looked up (one RPC each).
     const { leases, revision } = await this.registry.getSubnets({
-      ttlOf: (kv) => {
-        const a = decodeLeaseAttrs(kv.value);
-        return a.ok && isMine(a.value);
-      },
+      ttlOf: isMine,
     });
     const seed = { leases, revision, atMs: Date.now() };
     this.seed = seed;

@@ -245,58 +245,51 @@ export class EtcdRegistry {
   }
 
   /** kv → Lease, or an error text naming the key when the key or value is malformed. */
-  private async kvToLease(kv: KeyValue, known?: Map<string, Date | null | Error>): Promise<Lease | string> {
+  private async kvToLease(kv: KeyValue): Promise<Lease | string> {
     const key = kv.key.toString("utf8");
     const sk = parseSubnetKey(key);
     if (sk === null) return `failed to parse subnet key ${key}`;
     const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
     if (!attrs.ok) return `${key}: ${attrs.error}`;
-    return keyLease(sk, attrs.value, await this.knownExpiration(kv.lease, known), kv.modRevision);
-  }
-
-  private async knownExpiration(
-    leaseId: string,
-    known: Map<string, Date | null | Error> | undefined,
-  ): Promise<Date | null> {
-    const e = known?.get(leaseId);
-    if (e === undefined) return this.expirationOf(leaseId);
-    if (e instanceof Error) throw e;
-    return e;
+    return keyLease(sk, attrs.value, await this.expirationOf(kv.lease), kv.modRevision);
   }
 
   /**
    * All leases under `<prefix>/subnets/` and the revision of the read (the watch resumes after it).
    * `ttlOf` picks the leases whose expiration is looked up (default: all); the others carry `expiration:
    * null` without a lookup. A TimeToLive call costs ~1 ms of CPU in grpc-js, so listing 10,000 peers only to
-   * read their (unused) expirations would cost seconds.
+   * read their (unused) expirations would cost seconds. Each value is decoded once, before `ttlOf` sees it.
    */
   async getSubnets(
-    opts: { ttlOf?: (kv: { key: string; value: string }) => boolean } = {},
+    opts: { ttlOf?: (attrs: LeaseAttrs) => boolean } = {},
   ): Promise<{ leases: Lease[]; revision: number }> {
     const prefix = Buffer.from(`${this.subnetsKey}/`);
     const res = await this.call(() =>
       this.client.range({ key: prefix, rangeEnd: prefixEnd(prefix) }, this.deadline()),
     );
-    const leases: Lease[] = [];
-    const ttlOf = opts.ttlOf;
-    const selected =
-      ttlOf === undefined
-        ? res.kvs
-        : res.kvs.filter((kv) => ttlOf({ key: kv.key.toString("utf8"), value: kv.value.toString("utf8") }));
-    const known = await this.expirationsOf(selected.map((kv) => kv.lease));
-    if (ttlOf !== undefined) {
-      for (const kv of res.kvs) if (!known.has(kv.lease)) known.set(kv.lease, null);
-    }
+    const decoded: { kv: KeyValue; sk: SubnetKey; attrs: LeaseAttrs }[] = [];
     for (const kv of res.kvs) {
-      let l: Lease | string;
-      try {
-        l = await this.kvToLease(kv, known);
-      } catch (err) {
-        this.log.warn(`Could not read ttl: ${errorMessage(err)}`);
+      const key = kv.key.toString("utf8");
+      const sk = parseSubnetKey(key);
+      if (sk === null) {
+        this.log.warn(`Ignoring bad subnet node: failed to parse subnet key ${key}`);
         continue;
       }
-      if (typeof l === "string") this.log.warn(`Ignoring bad subnet node: ${l}`);
-      else leases.push(l);
+      const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
+      if (!attrs.ok) this.log.warn(`Ignoring bad subnet node: ${key}: ${attrs.error}`);
+      else decoded.push({ kv, sk, attrs: attrs.value });
+    }
+    const ttlOf = opts.ttlOf;
+    const selected = ttlOf === undefined ? decoded : decoded.filter((d) => ttlOf(d.attrs));
+    const known = await this.expirationsOf(selected.map((d) => d.kv.lease));
+    const leases: Lease[] = [];
+    for (const d of decoded) {
+      const e = known.get(d.kv.lease) ?? null;
+      if (e instanceof Error) {
+        this.log.warn(`Could not read ttl: ${errorMessage(e)}`);
+        continue;
+      }
+      leases.push(keyLease(d.sk, d.attrs, e, d.kv.modRevision));
     }
     return { leases, revision: res.revision };
   }
