@@ -9,6 +9,9 @@ export type Family = 4 | 6;
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 
 export class IpAddr {
+  /** The text, made on first use: keys and log lines then share one flat string per address. */
+  #text: string | undefined = undefined;
+
   private constructor(
     readonly family: Family,
     readonly value: bigint,
@@ -114,7 +117,7 @@ export class IpAddr {
   }
 
   toString(): string {
-    return this.family === 4 ? formatIPv4(this.value) : formatIPv6(this.value);
+    return (this.#text ??= this.family === 4 ? formatIPv4(this.value) : formatIPv6(this.value));
   }
 
   toJSON(): string {
@@ -171,7 +174,8 @@ function parseIPv6(text: string): bigint | undefined {
 function formatIPv4(v: bigint): string {
   // Plain number arithmetic: map keys and log lines format every address, and BigInt shifts allocate.
   const n = Number(v);
-  return `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+  // join builds one flat string; a template literal would build a chain of concatenated strings.
+  return [n >>> 24, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff].join(".");
 }
 
 function formatIPv6(v: bigint): string {

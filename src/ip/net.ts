@@ -4,6 +4,9 @@
 import { IpAddr, type Family } from "./addr.ts";
 
 export class IpNet {
+  /** The text, made on first use (one flat string per network, shared by every key and log line). */
+  #text: string | undefined = undefined;
+
   private constructor(
     /** The network address (host bits zero). */
     readonly ip: IpAddr,
@@ -79,7 +82,7 @@ export class IpNet {
   }
 
   toString(): string {
-    return `${this.ip.toString()}/${this.prefixLen}`;
+    return (this.#text ??= [this.ip.toString(), this.prefixLen].join("/"));
   }
 
   toJSON(): string {
