@@ -386,17 +386,6 @@ export function planPeerChange(
   return { adds, deletes };
 }
 
-/**
- * A peer as last applied, with the kernel keys of its entries: computed once, when it is applied, since
- * removing it needs the same keys again.
- */
-interface AppliedPeer {
-  peer: DesiredPeer;
-  neigh: string | undefined;
-  fdb: string | undefined;
-  route: string | undefined;
-}
-
 /** A multiset of strings (kernel keys of applied entries; two peers may share one by misconfiguration). */
 class Counter {
   private readonly m = new Map<string, number>();
@@ -425,7 +414,7 @@ export class Reconciler {
    * Per peer key, its entries as last applied and acknowledged by the kernel. A peer whose writes failed is
    * absent. Lease batches are planned against this instead of the kernel; it is rebuilt by every full pass.
    */
-  private readonly applied = new Map<string, AppliedPeer>();
+  private readonly applied = new Map<string, DesiredPeer>();
   /** Kernel keys of the applied entries, to tell a lost entry from one we removed ourselves. */
   private readonly appliedRoutes = new Map<string, Route>();
   private readonly appliedNeighs = new Counter();
@@ -464,19 +453,20 @@ export class Reconciler {
   private setApplied(key: string, peer: DesiredPeer | undefined): void {
     const old = this.applied.get(key);
     if (old !== undefined) {
-      if (old.neigh !== undefined) this.appliedNeighs.remove(old.neigh);
-      if (old.fdb !== undefined) this.appliedFdb.remove(old.fdb);
-      if (old.route !== undefined && this.appliedRoutes.get(old.route) === old.peer.route)
-        this.appliedRoutes.delete(old.route);
+      // The keys of an applied peer were derived when it was applied (keysOf keeps them).
+      const k = keysOf(old);
+      if (k.neigh !== undefined) this.appliedNeighs.remove(k.neigh);
+      if (k.fdbEntry !== undefined) this.appliedFdb.remove(k.fdbEntry);
+      if (k.route !== undefined && this.appliedRoutes.get(k.route) === old.route)
+        this.appliedRoutes.delete(k.route);
       this.applied.delete(key);
     }
     if (peer === undefined) return;
     const keys = keysOf(peer);
-    const a: AppliedPeer = { peer, neigh: keys.neigh, fdb: keys.fdbEntry, route: keys.route };
-    this.applied.set(key, a);
-    if (a.neigh !== undefined) this.appliedNeighs.add(a.neigh);
-    if (a.fdb !== undefined) this.appliedFdb.add(a.fdb);
-    if (a.route !== undefined) this.appliedRoutes.set(a.route, peer.route!);
+    this.applied.set(key, peer);
+    if (keys.neigh !== undefined) this.appliedNeighs.add(keys.neigh);
+    if (keys.fdbEntry !== undefined) this.appliedFdb.add(keys.fdbEntry);
+    if (keys.route !== undefined) this.appliedRoutes.set(keys.route, peer.route!);
   }
 
   /**
@@ -622,7 +612,7 @@ export class Reconciler {
     for (const d of desired) {
       if (failedPeers.has(d.key)) continue;
       next.add(d.key);
-      if (this.applied.get(d.key)?.peer !== d) this.setApplied(d.key, d);
+      if (this.applied.get(d.key) !== d) this.setApplied(d.key, d);
     }
     for (const key of this.applied.keys()) if (!next.has(key)) this.setApplied(key, undefined);
     this.trusted = result.failures === 0;
@@ -643,7 +633,7 @@ export class Reconciler {
       const adds: Plan["adds"] = [];
       const deletes = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
       for (const key of keys) {
-        const old = this.applied.get(key)?.peer;
+        const old = this.applied.get(key);
         const neu = next.get(key);
         if (old === undefined && neu === undefined) continue;
         const c = planPeerChange(old, neu);

@@ -68,11 +68,12 @@ interface RemoteVtep {
   mac: string;
   direct: boolean;
   /**
-   * Its entries as last built, for the device index they were built for: a periodic pass hands the
-   * reconciler the same objects again instead of allocating 10,000 new ones (a new RemoteVtep replaces this
-   * one when the lease changes).
+   * Its entries as last built, for the device index `desiredIndex`: a periodic pass hands the reconciler the
+   * same objects again instead of allocating 10,000 new ones (a new RemoteVtep replaces this one when the
+   * lease changes).
    */
-  desired?: { index: number; peer: DesiredPeer };
+  desired: DesiredPeer | undefined;
+  desiredIndex: number;
 }
 
 interface Peer {
@@ -279,7 +280,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
         this.logger.error(errorMessage(err));
       }
     }
-    return { subnet, publicIp, mac, direct };
+    return { subnet, publicIp, mac, direct, desired: undefined, desiredIndex: 0 };
   }
 
   // ------------------------------------------------------------------ ReconcileTarget
@@ -314,10 +315,10 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   private entriesOf(peer: Peer, v: Vtep): DesiredPeer | undefined {
     const r = peer.vteps[v.family];
     if (r === undefined || v.index === 0) return undefined;
-    if (r.desired?.index === v.index) return r.desired.peer;
-    const d = this.buildEntries(r, v);
-    r.desired = { index: v.index, peer: d };
-    return d;
+    if (r.desired !== undefined && r.desiredIndex === v.index) return r.desired;
+    r.desired = this.buildEntries(r, v);
+    r.desiredIndex = v.index;
+    return r.desired;
   }
 
   private buildEntries(r: RemoteVtep, v: Vtep): DesiredPeer {
