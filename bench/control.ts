@@ -364,9 +364,21 @@ export interface MemoryResult {
   at10000Bytes?: number;
   /** (RSS at 10,000 − RSS at 1000) / 9000. */
   bytesPerLease?: number;
+  /**
+   * The highest RSS seen in the PEAK_WINDOW_MS after each settled figure: that window holds at least one
+   * periodic full reconcile pass (every 10 s), which dumps the kernel's entries and so allocates per peer.
+   */
+  idlePeakBytes?: number;
+  at1000PeakBytes?: number;
+  at10000PeakBytes?: number;
 }
 
-/** RSS idle (no peers), at 1000 and (unless quick) at 10,000 peer leases, each after a short settle. */
+const PEAK_WINDOW_MS = 11_000;
+
+/**
+ * RSS idle (no peers), at 1000 and (unless quick) at 10,000 peer leases, each after a short settle, and the
+ * peak over the following PEAK_WINDOW_MS.
+ */
 export async function runMemory(
   cluster: ControlCluster,
   backend: string,
@@ -377,9 +389,15 @@ export async function runMemory(
   const max = quick ? 1000 : 10_000;
   await w.call({ cmd: "grant", n: max });
   const node = cluster.newNode();
-  const settle = async (): Promise<number> => {
+  const settle = async (): Promise<{ settled: number; peak: number }> => {
     await sleepMs(3000);
-    return rssBytes(node.pid) ?? NaN;
+    const settled = rssBytes(node.pid) ?? NaN;
+    let peak = settled;
+    for (const end = Date.now() + PEAK_WINDOW_MS; Date.now() < end;) {
+      await sleepMs(100);
+      peak = Math.max(peak, rssBytes(node.pid) ?? NaN);
+    }
+    return { settled, peak };
   };
   try {
     await node.start();
@@ -388,12 +406,20 @@ export async function runMemory(
     await w.call({ cmd: "put", mode: "batch", from: 0, to: 1000 });
     await waitRoutes(node, 1000, 120_000);
     const at1000 = await settle();
-    const res: MemoryResult = { backend, idleBytes: idle, at1000Bytes: at1000 };
+    const res: MemoryResult = {
+      backend,
+      idleBytes: idle.settled,
+      at1000Bytes: at1000.settled,
+      idlePeakBytes: idle.peak,
+      at1000PeakBytes: at1000.peak,
+    };
     if (!quick) {
       await w.call({ cmd: "put", mode: "batch", from: 1000, to: max });
       await waitRoutes(node, max, 600_000);
-      res.at10000Bytes = await settle();
-      res.bytesPerLease = (res.at10000Bytes - at1000) / (max - 1000);
+      const at10000 = await settle();
+      res.at10000Bytes = at10000.settled;
+      res.at10000PeakBytes = at10000.peak;
+      res.bytesPerLease = (res.at10000Bytes - at1000.settled) / (max - 1000);
     }
     await w.call({ cmd: "delete", mode: "batch", from: 0, to: max });
     return res;

@@ -245,10 +245,11 @@ export function formatTable(r: Results): string {
   }
   if (r.memory) {
     const m = r.memory;
-    rows.push(["flanneld RSS idle", fmtMb(m.idleBytes), "", ""]);
-    rows.push(["flanneld RSS at 1000 leases", fmtMb(m.at1000Bytes), "", ""]);
+    const peak = (b: number | undefined): string => (b === undefined ? "" : `peak ${fmtMb(b)}`);
+    rows.push(["flanneld RSS idle", fmtMb(m.idleBytes), peak(m.idlePeakBytes), ""]);
+    rows.push(["flanneld RSS at 1000 leases", fmtMb(m.at1000Bytes), peak(m.at1000PeakBytes), ""]);
     if (m.at10000Bytes !== undefined)
-      rows.push(["flanneld RSS at 10,000 leases", fmtMb(m.at10000Bytes), "", ""]);
+      rows.push(["flanneld RSS at 10,000 leases", fmtMb(m.at10000Bytes), peak(m.at10000PeakBytes), ""]);
     if (m.bytesPerLease !== undefined) {
       rows.push([
         "RSS growth per lease (1000 → 10,000)",
@@ -292,7 +293,7 @@ export function formatTable(r: Results): string {
   const lines = [
     `Machine: ${head}. Date ${r.date}, commit ${r.commit}.`,
     "",
-    "| measurement | result | after last write / beside | flanneld CPU |",
+    "| measurement | result | after last write / beside / peak | flanneld CPU |",
     "|---|---|---|---|",
     ...rows.map((c) => `| ${c.join(" | ")} |`),
   ];
