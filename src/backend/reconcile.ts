@@ -32,6 +32,7 @@ import type { Logger } from "../log/logger.ts";
 import type { ReconcileMetrics } from "../metrics/metrics.ts";
 import { errorMessage } from "../errors.ts";
 import { nextOrAbort } from "../util/sleep.ts";
+import { appendAll } from "../util/array.ts";
 
 export interface DesiredNeighbour {
   linkIndex: number;
@@ -505,8 +506,8 @@ export class Reconciler {
     deletesAreRepairs: boolean,
   ): Set<string> {
     const writes: PlanOp[] = [];
-    for (const a of adds) writes.push(...a.ops);
-    writes.push(...deletes);
+    for (const a of adds) appendAll(writes, a.ops);
+    appendAll(writes, deletes);
     result.writes += writes.length;
     const errs = applyWrites(this.kernel, writes);
     const failed = new Set<string>();

@@ -19,6 +19,7 @@ import type { IpNet } from "../ip/net.ts";
 import type { Logger } from "../log/logger.ts";
 import type { SubnetManager } from "../subnet/manager.ts";
 import type { Lease, LeaseEvent } from "./lease.ts";
+import { appendAll } from "../util/array.ts";
 
 function sameNet(a: IpNet | null, b: IpNet | null): boolean {
   if (a === null || b === null) return a === b;
@@ -225,7 +226,7 @@ export async function* watchLeaseBatches(
   for await (const results of subnetManager.watchLeases(signal)) {
     const batch: LeaseEvent[] = [];
     for (const r of results) {
-      batch.push(...("snapshot" in r ? watcher.reset(r.snapshot) : watcher.update(r.events)));
+      appendAll(batch, "snapshot" in r ? watcher.reset(r.snapshot) : watcher.update(r.events));
     }
     batch.forEach((e, i) => logger.info(`Batch elem [${i}] is { ${describeLeaseEvent(e)} }`));
     if (batch.length > 0) yield batch;

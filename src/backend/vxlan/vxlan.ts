@@ -366,15 +366,14 @@ export class VxlanNetwork implements Network, ReconcileTarget {
     const out: ActualState = { neighbours: [], fdb: [], routes: [] };
     for (const v of this.vteps) {
       if (v.index === 0) continue;
-      out.neighbours.push(
-        ...k.neighbours
-          .list({ linkIndex: v.index, family: v.family })
-          .filter((n) => (n.state & NUD_PERMANENT) !== 0),
-      );
-      out.fdb.push(
-        ...k.fdb.list({ linkIndex: v.index }).filter((e) => e.dst !== null && e.dst.family === v.family),
-      );
-      out.routes.push(...k.routes.list({ family: v.family }).filter((r) => this.ownsRoute(v, r)));
+      // Loops rather than push(...list): spreading tens of thousands of arguments can overflow the stack.
+      for (const n of k.neighbours.list({ linkIndex: v.index, family: v.family })) {
+        if ((n.state & NUD_PERMANENT) !== 0) out.neighbours.push(n);
+      }
+      for (const e of k.fdb.list({ linkIndex: v.index })) {
+        if (e.dst !== null && e.dst.family === v.family) out.fdb.push(e);
+      }
+      for (const r of k.routes.list({ family: v.family })) if (this.ownsRoute(v, r)) out.routes.push(r);
     }
     return out;
   }

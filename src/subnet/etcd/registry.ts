@@ -42,6 +42,7 @@ import {
   parseSubnetKey,
   type SubnetKey,
 } from "./keys.ts";
+import { appendAll } from "../../util/array.ts";
 
 /** Upstream's errConfigNotFound text, verbatim. */
 export const CONFIG_NOT_FOUND =
@@ -136,7 +137,7 @@ export class BatchQueue<T> {
 function pushEvents(queue: BatchQueue<LeaseWatchResult>, events: LeaseEvent[]): void {
   if (events.length === 0) return;
   const last = queue.last();
-  if (last !== undefined && "events" in last) last.events.push(...events);
+  if (last !== undefined && "events" in last) appendAll(last.events, events);
   else queue.push({ events });
 }
 

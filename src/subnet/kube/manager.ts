@@ -40,6 +40,7 @@ import {
   nodeToLease,
   planNodeAnnotations,
 } from "./node-lease.ts";
+import { appendAll } from "../../util/array.ts";
 
 export interface KubeSubnetManagerOptions {
   /** --kube-api-url; overrides the kubeconfig's server. */
@@ -795,7 +796,7 @@ export class KubeSubnetManager implements SubnetManager {
   private publish(events: LeaseEvent[]): void {
     for (const s of this.subscribers) {
       const last = s.queue[s.queue.length - 1];
-      if (last !== undefined && "events" in last) last.events.push(...events);
+      if (last !== undefined && "events" in last) appendAll(last.events, events);
       else s.queue.push({ events: [...events] });
       const queued = s.queue.reduce((acc, r) => acc + ("events" in r ? r.events.length : 1), 0);
       if (queued > this.eventQueueDepth) {
