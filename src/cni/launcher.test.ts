@@ -45,6 +45,20 @@ test("runs dist/flannel.cjs with the arguments, also through a symlink", () => {
   assert.deepEqual(run(link, {}), want);
 });
 
+test("finds its bundle when started by a relative path or a bare name", () => {
+  const bin = install("relative", ["flannel.cjs"]);
+  const want = { file: "flannel.cjs", args: ["x"], ca: null, saved: null };
+  const env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin` };
+  for (const [cmd, args] of [
+    ["./flannel", ["x"]],
+    ["sh", ["flannel", "x"]],
+  ] as const) {
+    const res = spawnSync(cmd, args, { cwd: dirname(bin), encoding: "utf8", env });
+    assert.equal(res.status, 0, res.stderr);
+    assert.deepEqual(JSON.parse(res.stdout), want, `${cmd} ${args.join(" ")}`);
+  }
+});
+
 test("runs dist/flannel.js when only the ES module bundle was built", () => {
   assert.deepEqual(run(install("esm-only", ["flannel.js"]), {}), {
     file: "flannel.js",
