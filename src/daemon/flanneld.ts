@@ -166,7 +166,7 @@ export async function runFlanneld(
 
     // The traffic manager's preparation (the other mode's clean-up and this mode's init: tool probes, nft
     // tables) needs neither the lease nor the devices and only runs child processes, so it runs while the
-    // backend registers, which mostly waits for etcd or the API server (~90 ms saved at start). Upstream runs
+    // backend registers, which mostly waits for etcd or the API server (its 70–90 ms overlap that). Upstream runs
     // it after registration; only the order of the log lines differs.
     log.info("Cleaning-up unused traffic manager rules");
     const mode = config.enableNftables ? "nftables" : "iptables";
