@@ -195,7 +195,6 @@ export async function runFlanneld(
     const lease = network.lease();
 
     await trafficReady;
-    loops.push(traffic.wait());
 
     if (opts.ipMasq) {
       try {
@@ -224,6 +223,8 @@ export async function runFlanneld(
         background: true,
       });
     }
+    // After the setup calls: wait() covers the resync loops (and background bootstraps) started so far.
+    loops.push(traffic.wait());
     if (opts.ipBlackholeRoute && deps.startBlackholeRoutes) {
       const subnets = [lease.subnet, lease.ipv6Subnet].filter((s): s is IpNet => s !== null);
       loops.push(
