@@ -194,6 +194,35 @@ test("background setup resolves once the chains exist and bootstraps the rules a
   await m.wait();
 });
 
+test("clearChain: -N alone on a fresh node, -N then -F when the chain exists, both in a failure", async () => {
+  const fake = new FakeIptables();
+  const ipt = new IptablesFamily(fake, 4, new MemoryLogger());
+  const chainCalls = (): string[] =>
+    fake
+      .callsOf("iptables")
+      .map((c) => c.args.filter((a) => a !== "--wait").join(" "))
+      .filter((a) => a.includes("FLANNEL-FWD"));
+  await ipt.clearChain("filter", "FLANNEL-FWD");
+  assert.deepEqual(chainCalls(), ["-t filter -N FLANNEL-FWD"]);
+  fake.exec("iptables", "filter", ["-A", "FLANNEL-FWD", "-j", "ACCEPT"]);
+  await ipt.clearChain("filter", "FLANNEL-FWD");
+  assert.deepEqual(chainCalls().slice(1), ["-t filter -N FLANNEL-FWD", "-t filter -F FLANNEL-FWD"]);
+  assert.equal(fake.dump("iptables", "filter", "FLANNEL-FWD"), "-N FLANNEL-FWD\n");
+  // -N and -F both fail (here: the xtables lock is held): the error names both.
+  const locked: CommandRunner = {
+    run: async (file, args, opts) =>
+      args.includes("-N") || args.includes("-F")
+        ? { code: 4, stdout: "", stderr: "Another app is currently holding the xtables lock." }
+        : fake.run(file, args, opts),
+  };
+  const lockedIpt = new IptablesFamily(locked, 4, new MemoryLogger());
+  await assert.rejects(lockedIpt.clearChain("filter", "FLANNEL-FWD"), (err: Error) => {
+    assert.match(err.message, /-F FLANNEL-FWD.*exit status 4/);
+    assert.match(err.message, /creating it first: exit status 4: Another app is currently holding/);
+    return true;
+  });
+});
+
 test("a restart with the rules in place re-creates them without duplicates", async () => {
   const fake = new FakeIptables();
   const ac = new AbortController();
