@@ -15,8 +15,18 @@
 //   upstream's texts and skipped: a bad previous subnet must never stop flanneld from starting.
 
 import { randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { chmod, mkdir, open, rename, rm, stat } from "node:fs/promises";
+import {
+  chmodSync,
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { IpNet } from "../ip/net.ts";
@@ -68,41 +78,45 @@ const DEFAULT_MODE = 0o644;
  * Writes `content` to `path` atomically: creates the directory (0755) if needed, writes a temp file
  * `.<basename><random>` beside the target, fsyncs it, sets its mode (0644, or the existing file's mode)
  * and renames it over the target. On failure the temp file is removed and the target left untouched.
+ *
+ * The calls are synchronous: the file is tiny, and at start-up the iptables bootstrap runs in the background
+ * (every process it starts holds the event loop for the fork), so ten asynchronous steps took ~24 ms on a
+ * tmpfs instead of well under one. Async in signature so that callers need not care.
  */
 export async function writeSubnetEnv(path: string, content: string): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
   let mode = DEFAULT_MODE;
   try {
-    mode = (await stat(path)).mode & 0o777;
+    mode = statSync(path).mode & 0o777;
   } catch {
     // No existing file: use the default mode.
   }
   const tmp = join(dir, `.${basename(path)}${randomBytes(6).readUIntBE(0, 6)}`);
   let created = false;
   try {
-    const fh = await open(tmp, "wx", 0o600);
+    const fd = openSync(tmp, "wx", 0o600);
     created = true;
     try {
-      await fh.writeFile(content);
-      await fh.sync();
+      writeFileSync(fd, content);
+      fsyncSync(fd);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
     // chmod after open: the mode given to open() is filtered by the umask, and upstream ignores the umask.
-    await chmod(tmp, mode);
-    await rename(tmp, path);
+    chmodSync(tmp, mode);
+    renameSync(tmp, path);
     created = false;
   } finally {
-    if (created) await rm(tmp, { force: true });
+    if (created) rmSync(tmp, { force: true });
   }
   // Make the rename itself durable; failing to sync a directory (some filesystems refuse) is not an error.
   try {
-    const dh = await open(dir, "r");
+    const dfd = openSync(dir, "r");
     try {
-      await dh.sync();
+      fsyncSync(dfd);
     } finally {
-      await dh.close();
+      closeSync(dfd);
     }
   } catch {
     // best effort
