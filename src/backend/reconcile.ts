@@ -413,7 +413,7 @@ export class Reconciler {
   private synced = false;
   /**
    * Per peer key, its entries as last applied and acknowledged by the kernel. A peer whose writes failed is
-   * absent. Lease batches are planned against this instead of the kernel; it is rebuilt by every full pass.
+   * absent. Lease batches are planned against this instead of the kernel; every full pass brings it in line.
    */
   private readonly applied = new Map<string, DesiredPeer>();
   /** Kernel keys of the applied entries, to tell a lost entry from one we removed ourselves. */
