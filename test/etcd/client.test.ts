@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { EtcdClient, GrpcError, Status, type WatchResponse } from "../../src/subnet/etcd/client/client.ts";
-import { generateTestCerts, startEtcd, type EtcdServer } from "../helpers/etcd.ts";
+import { generateTestCerts, mutualTls, startEtcd, type EtcdServer } from "../helpers/etcd.ts";
 import { waitFor } from "../helpers/netns.ts";
 import { readFileSync } from "node:fs";
 
@@ -282,9 +282,7 @@ test("TLS with a client certificate; without one the server refuses", async (t) 
     t.skip("openssl is not installed");
     return;
   }
-  const own = await startEtcd({
-    tls: { caFile: certs.caFile, certFile: certs.certFile, keyFile: certs.keyFile, clientCertAuth: true },
-  });
+  const own = await startEtcd({ tls: mutualTls(certs) });
   try {
     const tls = {
       ca: readFileSync(certs.caFile),

@@ -12,7 +12,7 @@ import {
   goDuration,
   type EtcdSubnetManagerOptions,
 } from "../../src/subnet/etcd/manager.ts";
-import { generateTestCerts, startEtcd, type EtcdServer } from "../helpers/etcd.ts";
+import { generateTestCerts, mutualTls, startEtcd, type EtcdServer } from "../helpers/etcd.ts";
 import { waitFor } from "../helpers/netns.ts";
 
 let etcd: EtcdServer;
@@ -464,9 +464,7 @@ test("TLS: certificates from openssl, client certificate required", async (t) =>
     t.skip("openssl is not installed");
     return;
   }
-  const own = await startEtcd({
-    tls: { caFile: certs.caFile, certFile: certs.certFile, keyFile: certs.keyFile, clientCertAuth: true },
-  });
+  const own = await startEtcd({ tls: mutualTls(certs) });
   try {
     const prefix = newPrefix(CONFIG, own);
     const logger = new MemoryLogger();

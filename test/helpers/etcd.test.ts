@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
-import { generateTestCerts, startEtcd } from "./etcd.ts";
+import { generateTestCerts, mutualTls, startEtcd } from "./etcd.ts";
 
 test("startEtcd serves, compacts, restarts and cleans up", async () => {
   const etcd = await startEtcd();
@@ -27,9 +27,7 @@ test("startEtcd serves TLS with generated certificates", async (t) => {
     t.skip("openssl is not installed");
     return;
   }
-  const etcd = await startEtcd({
-    tls: { caFile: certs.caFile, certFile: certs.certFile, keyFile: certs.keyFile, clientCertAuth: true },
-  });
+  const etcd = await startEtcd({ tls: mutualTls(certs) });
   try {
     assert.match(etcd.endpoint, /^https:/);
     etcd.etcdctl(["put", "/k", "v"]);

@@ -279,6 +279,11 @@ export interface TestCerts {
   cleanup(): void;
 }
 
+/** etcd serving `certs` over TLS and requiring client certificates signed by their CA. */
+export function mutualTls(certs: TestCerts): EtcdTls {
+  return { caFile: certs.caFile, certFile: certs.certFile, keyFile: certs.keyFile, clientCertAuth: true };
+}
+
 /**
  * Generates a CA, a server certificate for `hosts` (IP addresses) and a client certificate with openssl,
  * in a temp dir. Returns undefined when openssl is not installed (callers skip with that reason).
