@@ -7,8 +7,9 @@
 // - Order matters and follows upstream exactly: the subnet file is written only after the backend registered
 //   (lease acquired, devices up), old masquerade rules were recycled and the flannel chains exist (iptables
 //   bootstraps the rules themselves in the background, as upstream's goroutine does; nftables installs them
-//   first), and readiness flips only after the file is written. The previous subnet/network are read from the old subnet file *before* it is rewritten (for
-//   etcd reuse and for recycling masquerade rules of a changed subnet).
+//   first), and readiness flips only after the file is written. The previous subnet/network are read from
+//   the old subnet file *before* it is rewritten (for etcd reuse and for recycling masquerade rules of a
+//   changed subnet).
 // - Where upstream retries, we retry: the network config is fetched every second until it is valid (etcd
 //   down, config missing or malformed); connection loss inside the subnet manager is its own business.
 // - Kernel state (devices, routes, rules) is left in place at exit, so a restart does not disturb flows.
@@ -166,8 +167,8 @@ export async function runFlanneld(
 
     // The traffic manager's preparation (the other mode's clean-up and this mode's init: tool probes, nft
     // tables) needs neither the lease nor the devices and only runs child processes, so it runs while the
-    // backend registers, which mostly waits for etcd or the API server (its 70–90 ms overlap that). Upstream runs
-    // it after registration; only the order of the log lines differs.
+    // backend registers, which mostly waits for etcd or the API server (its 70–90 ms overlap that). Upstream
+    // runs it after registration; only the order of the log lines differs.
     log.info("Cleaning-up unused traffic manager rules");
     const mode = config.enableNftables ? "nftables" : "iptables";
     const other = mode === "nftables" ? "iptables" : "nftables";

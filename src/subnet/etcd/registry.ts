@@ -65,6 +65,14 @@ export interface EtcdRegistryOptions {
 /** Concurrent TimeToLive calls when listing or watching many leases. */
 const TTL_LOOKUPS_IN_FLIGHT = 64;
 
+/** A subnet key and its lease value, or an error text naming the key when either is malformed. */
+function decodeKv(kv: KeyValue): { sk: SubnetKey; attrs: LeaseAttrs } | string {
+  const key = kv.key.toString("utf8");
+  const sk = parseSubnetKey(key);
+  if (sk === null) return `failed to parse subnet key ${key}`;
+  const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
+  return attrs.ok ? { sk, attrs: attrs.value } : `${key}: ${attrs.error}`;
+}
 /** 100 ms, doubling, capped at 5 s: the reconnect backoff of upstream's watch loops. */
 export class DoublingBackoff {
   constructor(
@@ -247,12 +255,9 @@ export class EtcdRegistry {
 
   /** kv → Lease, or an error text naming the key when the key or value is malformed. */
   private async kvToLease(kv: KeyValue): Promise<Lease | string> {
-    const key = kv.key.toString("utf8");
-    const sk = parseSubnetKey(key);
-    if (sk === null) return `failed to parse subnet key ${key}`;
-    const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
-    if (!attrs.ok) return `${key}: ${attrs.error}`;
-    return keyLease(sk, attrs.value, await this.expirationOf(kv.lease), kv.modRevision);
+    const d = decodeKv(kv);
+    if (typeof d === "string") return d;
+    return keyLease(d.sk, d.attrs, await this.expirationOf(kv.lease), kv.modRevision);
   }
 
   /**
@@ -270,15 +275,9 @@ export class EtcdRegistry {
     );
     const decoded: { kv: KeyValue; sk: SubnetKey; attrs: LeaseAttrs }[] = [];
     for (const kv of res.kvs) {
-      const key = kv.key.toString("utf8");
-      const sk = parseSubnetKey(key);
-      if (sk === null) {
-        this.log.warn(`Ignoring bad subnet node: failed to parse subnet key ${key}`);
-        continue;
-      }
-      const attrs = decodeLeaseAttrs(kv.value.toString("utf8"));
-      if (!attrs.ok) this.log.warn(`Ignoring bad subnet node: ${key}: ${attrs.error}`);
-      else decoded.push({ kv, sk, attrs: attrs.value });
+      const d = decodeKv(kv);
+      if (typeof d === "string") this.log.warn(`Ignoring bad subnet node: ${d}`);
+      else decoded.push({ kv, ...d });
     }
     const ttlOf = opts.ttlOf;
     const selected = ttlOf === undefined ? decoded : decoded.filter((d) => ttlOf(d.attrs));

@@ -175,7 +175,7 @@ export class IptablesFamily {
 
   /**
    * Creates the chain, or flushes it when it exists (go-iptables ClearChain). `-N` is tried first: on a
-   * fresh node that is the only iptables process (~20 ms here) instead of `-S` and then `-N`; when it fails
+   * fresh node that is the only iptables process, instead of `-S` and then `-N`; when it fails
    * (the chain exists, exit 1), the chain is flushed, and a flush that fails reports both.
    */
   async clearChain(table: string, chain: string): Promise<void> {
