@@ -126,16 +126,29 @@ export class IpAddr {
 }
 
 function parseIPv4(text: string): bigint | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
+  // Character codes rather than split and a regex per part: lease values and keys are parsed by the
+  // thousand at start-up, before V8 optimizes anything. Four parts of 1-3 digits, each ≤ 255, no leading zero.
   let v = 0;
-  for (const p of parts) {
-    if (!/^\d{1,3}$/.test(p) || (p.length > 1 && p[0] === "0")) return undefined;
-    const n = Number(p);
-    if (n > 255) return undefined;
-    v = v * 256 + n;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return undefined;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 3 || (digits === 1 && part === 0)) return undefined;
+      part = part * 10 + (c - 48);
+      if (part > 255) return undefined;
+      digits++;
+    } else return undefined;
   }
-  return BigInt(v);
+  if (digits === 0 || dots !== 3) return undefined;
+  return BigInt(v * 256 + part);
 }
 
 function parseIPv6(text: string): bigint | undefined {

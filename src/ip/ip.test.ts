@@ -4,8 +4,26 @@ import { IpAddr } from "./addr.ts";
 import { IfAddr, IpNet } from "./net.ts";
 
 test("IPv4 parsing follows Go net.ParseIP", () => {
-  assert.equal(IpAddr.parse("10.244.1.0").toString(), "10.244.1.0");
-  for (const bad of ["010.1.2.3", "1.2.3", "1.2.3.256", "1.2.3.4.5", "", "a.b.c.d", " 1.2.3.4"]) {
+  for (const ok of ["10.244.1.0", "0.0.0.0", "255.255.255.255", "1.20.100.0"]) {
+    assert.equal(IpAddr.parse(ok).toString(), ok);
+  }
+  assert.equal(IpAddr.parse("1.2.3.4").value, 0x01020304n);
+  for (const bad of [
+    "010.1.2.3",
+    "1.2.3.00",
+    "1.2.3",
+    "1.2.3.256",
+    "1.2.3.1000",
+    "1.2.3.4.5",
+    "1..2.3",
+    ".1.2.3",
+    "1.2.3.",
+    "",
+    "a.b.c.d",
+    " 1.2.3.4",
+    "1.2.3.4 ",
+    "1.2.3.-4",
+  ]) {
     assert.equal(IpAddr.tryParse(bad), undefined, bad);
   }
 });

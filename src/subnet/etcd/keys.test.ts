@@ -147,6 +147,29 @@ test("decodeLeaseAttrs: Go semantics (case-insensitive keys, last duplicate wins
   assert.equal(r.value.backendData, '{"a" : "}"}');
 });
 
+test("decodeLeaseAttrs keeps BackendData as written whatever JSON.stringify would make of it", () => {
+  const cases: [string, string][] = [
+    // Go's escape of "<", a number written 1.0, a key V8 would move first
+    [
+      '{"PublicIP":"1.2.3.4","BackendData":{"VNI":1.0,"s":"\\u003c","b":1,"2":3}}',
+      '{"VNI":1.0,"s":"\\u003c","b":1,"2":3}',
+    ],
+    ['{"PublicIP":"1.2.3.4","Backend\\u0044ata":{"a":1}}', '{"a":1}'],
+    ['{ "PublicIP" : "1.2.3.4" ,\n "BackendData" : [ 1 , "]" ] }', '[ 1 , "]" ]'],
+    ['{"PublicIP":"1.2.3.4","BackendData":{"a":{"b":[{"c":"\\"}"}]}}}', '{"a":{"b":[{"c":"\\"}"}]}}'],
+    ['{"PublicIP":"1.2.3.4","BackendData":true,"BackendV6Data":-1.5e3}', "true"],
+  ];
+  for (const [text, backendData] of cases) {
+    const r = decodeLeaseAttrs(text);
+    assert.ok(r.ok, text);
+    assert.equal(r.value.publicIp.toString(), "1.2.3.4");
+    assert.equal(r.value.backendData, backendData, text);
+  }
+  const last = decodeLeaseAttrs(cases[4]![0]);
+  assert.ok(last.ok);
+  assert.equal(last.value.backendV6Data, "-1.5e3");
+});
+
 test("decodeLeaseAttrs: garbage is an error result, never a throw", () => {
   for (const bad of [
     "",
