@@ -27,6 +27,7 @@ import {
   RT_SCOPE_LINK,
   RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN,
+  nexthopIdFor,
   type Addr,
   type Addrs,
   type Fdb,
@@ -91,6 +92,8 @@ interface StoredRoute {
   protocol: number;
   src: IpAddr | undefined;
   metric: number;
+  /** The nexthop object the route goes through (Route.nexthop; the fake keeps no nexthop table). */
+  nhId?: number | undefined;
 }
 
 /** A wireguard device's configuration, by link index. */
@@ -695,6 +698,7 @@ export class FakeKernel implements Kernel {
       protocol: route.protocol ?? RTPROT_BOOT,
       src: route.src,
       metric: route.metric ?? defaultMetric(family),
+      ...(!forDelete && route.nexthop === true && { nhId: nexthopIdFor(route) }),
     };
   }
 
@@ -729,6 +733,8 @@ export class FakeKernel implements Kernel {
             x.family === r.family &&
             x.table === r.table &&
             x.dst.equals(r.dst) &&
+            // A listed route through a nexthop is deleted by its id (as the adapter does).
+            (route.nhId === undefined || x.nhId === route.nhId) &&
             (route.gw === undefined || x.gw?.equals(route.gw) === true) &&
             (route.linkIndex === undefined || route.linkIndex === 0 || x.linkIndex === route.linkIndex) &&
             (route.type === undefined || x.type === route.type) &&
@@ -974,6 +980,7 @@ function toRoute(r: StoredRoute): Route {
   if (r.linkIndex) out.linkIndex = r.linkIndex;
   if (r.onlink) out.onlink = true;
   if (r.src) out.src = r.src;
+  if (r.nhId !== undefined) out.nhId = r.nhId;
   return out;
 }
 

@@ -56,6 +56,10 @@ describe("backends on a real kernel", { concurrency: false }, () => {
     return report;
   }
 
+  /** The nexthop id of a peer's IPv4 route: its destination's address (Route.nexthop). */
+  const nhid = (subnet: string): number =>
+    (subnet.split("/")[0] ?? "").split(".").reduce((v, o) => v * 256 + Number(o), 0);
+
   it("vxlan programs neighbour, FDB entry and onlink route per peer and repairs hand deletions", (t) => {
     if (!requireRoot(t)) return;
     const r = runScenario("vxlan", [
@@ -67,7 +71,10 @@ describe("backends on a real kernel", { concurrency: false }, () => {
     const s = r.initial ?? "";
     for (const p of PEERS) {
       const ip = p.subnet.split("/")[0] ?? "";
-      assert.match(s, new RegExp(`^${p.subnet} via ${ip} dev flannel\\.1 onlink $`, "m"));
+      assert.match(
+        s,
+        new RegExp(`^${p.subnet} nhid ${nhid(p.subnet)} via ${ip} dev flannel\\.1 onlink $`, "m"),
+      );
       assert.match(s, new RegExp(`^${ip} lladdr ${p.mac} PERMANENT $`, "m"));
       assert.match(s, new RegExp(`^${p.mac} dst ${p.publicIp} self permanent$`, "m"));
     }
@@ -76,7 +83,7 @@ describe("backends on a real kernel", { concurrency: false }, () => {
     // Left in place at exit (zero-downtime restarts).
     assert.match(
       node?.run("ip", ["route", "show"]) ?? "",
-      /10\.244\.2\.0\/24 via 10\.244\.2\.0 dev flannel\.1 onlink/,
+      /10\.244\.2\.0\/24 nhid \d+ via 10\.244\.2\.0 dev flannel\.1 onlink/,
     );
     const link = node?.ipJson<{ mtu: number; address: string }[]>(["link", "show", "flannel.1"])[0];
     assert.equal(link?.mtu, 1450);
@@ -98,7 +105,15 @@ describe("backends on a real kernel", { concurrency: false }, () => {
     const r = JSON.parse(node.runTs(SCRIPT, [JSON.stringify(sc)])) as Report;
     assert.ok(r.ok, `${r.error ?? ""}\n${r.log.join("\n")}`);
     assert.doesNotMatch(r.initial ?? "", /10\.244\.4\.0|aa:00:00:00:00:04/);
-    assert.match(r.initial ?? "", /10\.244\.3\.0\/24 via 10\.244\.3\.0 dev flannel\.1 onlink/);
+    assert.match(r.initial ?? "", /10\.244\.3\.0\/24 nhid \d+ via 10\.244\.3\.0 dev flannel\.1 onlink/);
+    // The departed peer's nexthop went with its route.
+    const ids = node.ipJson<{ id: number }[]>(["nexthop", "show"]).map((n) => n.id);
+    assert.deepEqual(
+      ids.sort(),
+      PEERS.slice(0, 2)
+        .map((p) => nhid(p.subnet))
+        .sort(),
+    );
     node.run("ip", ["link", "del", "flannel.1"]);
   });
 
@@ -149,7 +164,10 @@ describe("backends on a real kernel", { concurrency: false }, () => {
     if (!requireRoot(t)) return;
     const r = runScenario("host-gw", [["route", "del", "10.244.2.0/24"]]);
     for (const p of PEERS)
-      assert.match(r.initial ?? "", new RegExp(`^${p.subnet} via ${p.publicIp} dev eth0 $`, "m"));
+      assert.match(
+        r.initial ?? "",
+        new RegExp(`^${p.subnet} nhid ${nhid(p.subnet)} via ${p.publicIp} dev eth0 $`, "m"),
+      );
     assert.deepEqual(r.repaired, ["route del 10.244.2.0/24"]);
   });
 });

@@ -44,7 +44,23 @@ test("fake and netlink kernels agree on the scenario; ip -json agrees with netli
       neigh: { dst: string; lladdr: string; state: string[] }[];
       fdb: { mac: string; dst?: string; flags: string[]; state?: string }[];
     };
-    const cp = real.checkpoint as { routes: { dst: string; gw: string | null; dev: string | null }[] };
+    const cp = real.checkpoint as {
+      routes: { dst: string; gw: string | null; dev: string | null; nhId: number | null }[];
+    };
+    // Peers' routes go through nexthop objects of their own, whose id is the destination's address.
+    const oracleRoutes = o.route as { dst: string; gateway?: string; nhid?: number }[];
+    for (const [dst, gw, id] of [
+      ["10.244.6.0/24", "10.244.6.1", 0x0af40600],
+      ["10.245.1.0/24", "10.0.0.3", 0x0af50100],
+      ["10.245.2.0/24", "10.0.0.3", undefined],
+      ["10.244.2.0/24", "10.244.2.0", undefined],
+    ] as const) {
+      const r = oracleRoutes.find((x) => x.dst === dst);
+      assert.deepEqual([r?.gateway, r?.nhid], [gw, id], dst);
+      assert.equal(cp.routes.find((x) => x.dst === dst)?.nhId, id ?? null, dst);
+    }
+    // Deleting the routes took flannel's nexthops with them (eth0's would outlive the scenario).
+    assert.equal(a.run("ip", ["nexthop", "show"]).trim(), "");
     const link = o.link[0]!;
     assert.equal(link.mtu, 1400);
     assert.equal(link.address, "0e:2a:00:00:00:0a");

@@ -57,6 +57,7 @@ export function runScenario(
     protocol: r.protocol ?? null,
     src: r.src?.toString() ?? null,
     metric: r.metric ?? null,
+    nhId: r.nhId ?? null,
   });
   const got = (r: Route): Json => ({
     gw: r.gw?.toString() ?? null,
@@ -184,6 +185,33 @@ export function runScenario(
   k.routes.replace({ family: 4, dst: net("10.245.0.0/24"), gw: ip("10.0.0.2") });
   // --ip-blackhole-route for the own subnet.
   k.routes.replace({ family: 4, dst: net("10.244.1.0/24"), type: "blackhole" });
+  // Through nexthop objects (Route.nexthop), as vxlan and host-gw program peers: a vxlan peer whose
+  // gateway then changes (the nexthop is replaced), and a host-gw peer on eth0.
+  k.routes.replace({
+    family: 4,
+    dst: net("10.244.6.0/24"),
+    gw: ip("10.244.6.0"),
+    linkIndex: vx,
+    onlink: true,
+    nexthop: true,
+  });
+  k.routes.replace({
+    family: 4,
+    dst: net("10.244.6.0/24"),
+    gw: ip("10.244.6.1"),
+    linkIndex: vx,
+    onlink: true,
+    nexthop: true,
+  });
+  k.routes.replace({
+    family: 4,
+    dst: net("10.245.1.0/24"),
+    gw: ip("10.0.0.3"),
+    linkIndex: eth0.index,
+    nexthop: true,
+  });
+  // No nexthop for a route that cannot have one (IPv4 without a device): a plain route.
+  k.routes.replace({ family: 4, dst: net("10.245.2.0/24"), gw: ip("10.0.0.3"), nexthop: true });
 
   // 4. route get.
   out.get = {
@@ -207,6 +235,18 @@ export function runScenario(
     k.routes.delete({ family: 4, dst: net("10.245.0.0/24"), gw: ip("10.0.0.2") });
     k.routes.delete({ family: 4, dst: net("10.244.1.0/24"), type: "blackhole" });
     k.addrs.delete(vx, IfAddr.parse("10.244.1.0/32"));
+    // As the reconciler deletes: a peer's route as it asked for it, and a listed route (with its nhId).
+    k.routes.delete({
+      family: 4,
+      dst: net("10.244.6.0/24"),
+      gw: ip("10.244.6.1"),
+      linkIndex: vx,
+      onlink: true,
+      nexthop: true,
+    });
+    const listed = k.routes.list({ family: 4 }).find((r) => r.dst?.toString() === "10.245.1.0/24");
+    if (listed) k.routes.delete(listed);
+    k.routes.delete({ family: 4, dst: net("10.245.2.0/24"), gw: ip("10.0.0.3"), nexthop: true });
   }
   // An FDB delete with the wrong destination leaves the entry alone.
   k.fdb.delete({ linkIndex: vx, mac: "0e:2a:00:00:00:03", dst: ip("10.0.0.3") });

@@ -70,7 +70,9 @@ export function createHostGwBackend(deps: BackendDeps, opts: HostGwBackendOption
             );
             return undefined;
           }
-          return { family, dst, gw, linkIndex };
+          // One route per peer on the external interface: through a nexthop object each (IPv4), see
+          // Route.nexthop.
+          return { family, dst, gw, linkIndex, nexthop: true };
         },
         ...(opts.checkMs === undefined ? {} : { checkMs: opts.checkMs }),
         ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),

@@ -335,6 +335,8 @@ export class VxlanNetwork implements Network, ReconcileTarget {
         linkIndex: v.index,
         onlink: true,
         scope: RT_SCOPE_UNIVERSE,
+        // One route per peer on flannel.<VNI>: through a nexthop object each (IPv4), see Route.nexthop.
+        nexthop: true,
       },
     };
   }

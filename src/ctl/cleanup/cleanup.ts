@@ -196,6 +196,8 @@ export async function applyCleanup(
           const route: Parameters<Kernel["routes"]["delete"]>[0] = { family: 4, dst: IpNet.parse(a.dst) };
           if (a.gw) route.gw = IpAddr.parse(a.gw);
           if (dev) route.linkIndex = dev.index;
+          // flanneld makes peers' routes through nexthop objects of its own; they go with the route.
+          route.nexthop = true;
           if (a.type === "blackhole") route.type = "blackhole";
           deps.kernel.routes.delete(route);
           break;

@@ -30,6 +30,9 @@ export const RTM_GETROUTE = 26;
 export const RTM_NEWNEIGH = 28;
 export const RTM_DELNEIGH = 29;
 export const RTM_GETNEIGH = 30;
+export const RTM_NEWNEXTHOP = 104;
+export const RTM_DELNEXTHOP = 105;
+export const RTM_GETNEXTHOP = 106;
 
 // nlmsghdr flags.
 export const NLM_F_REQUEST = 0x1;
@@ -96,6 +99,11 @@ export const RTA_GATEWAY = 5;
 export const RTA_PRIORITY = 6;
 export const RTA_PREFSRC = 7;
 export const RTA_TABLE = 15;
+export const RTA_NH_ID = 30;
+// linux/nexthop.h
+export const NHA_ID = 1;
+export const NHA_OIF = 5;
+export const NHA_GATEWAY = 6;
 export const RTNH_F_ONLINK = 0x4;
 export const RTM_F_CLONED = 0x200;
 export const RT_SCOPE_NOWHERE = 255;
@@ -364,6 +372,37 @@ export function decodeRtMsg(body: Buffer): { hdr: RtMsg; attrs: Attr[] } {
       flags: body.readUInt32LE(8),
     },
     attrs: decodeAttrs(body.subarray(12)),
+  };
+}
+
+/** struct nhmsg (linux/nexthop.h): the header of RTM_*NEXTHOP messages. */
+export interface NhMsg {
+  family: number;
+  scope: number;
+  protocol: number;
+  /** RTNH_F_* (onlink, dead, ...). */
+  flags: number;
+}
+
+export function encodeNhMsg(h: NhMsg, attrs: readonly Attr[] = []): Buffer {
+  const b = withAttrs(8, attrs);
+  b.writeUInt8(h.family, 0);
+  b.writeUInt8(h.scope, 1);
+  b.writeUInt8(h.protocol, 2);
+  b.writeUInt8(0, 3);
+  b.writeUInt32LE(h.flags, 4);
+  return b;
+}
+
+export function decodeNhMsg(body: Buffer): { hdr: NhMsg; attrs: Attr[] } {
+  return {
+    hdr: {
+      family: body.readUInt8(0),
+      scope: body.readUInt8(1),
+      protocol: body.readUInt8(2),
+      flags: body.readUInt32LE(4),
+    },
+    attrs: decodeAttrs(body.subarray(8)),
   };
 }
 

@@ -15,6 +15,7 @@ import { IpAddr, type Family } from "../../ip/addr.ts";
 import { IfAddr, IpNet } from "../../ip/net.ts";
 import {
   KernelError,
+  NH_PROTOCOL_FLANNEL,
   NUD_PERMANENT,
   RT_SCOPE_HOST,
   RT_SCOPE_LINK,
@@ -42,11 +43,13 @@ import {
   type Wireguard,
   type WireguardDevice,
   type WireguardDeviceConfig,
+  nexthopIdFor,
 } from "../ports.ts";
 import { ProcSysctl } from "../proc-sysctl.ts";
 import * as nl from "./codec.ts";
 import { NetlinkSocket, opText, type ManyRequest } from "./socket.ts";
 import * as wgc from "./wireguard-codec.ts";
+import { appendAll } from "../../util/array.ts";
 
 const RTPROT_BOOT = 3;
 /** Notifications a subscription never wants: additions (see subscribe). */
@@ -154,7 +157,44 @@ export function parseRoute(body: Buffer): Route | undefined {
   if (hdr.flags & nl.RTNH_F_ONLINK) r.onlink = true;
   const src = readIp(a.get(nl.RTA_PREFSRC));
   if (src) r.src = src;
+  const nhId = nl.readU32(a.get(nl.RTA_NH_ID));
+  if (nhId !== undefined) r.nhId = nhId;
   return r;
+}
+
+/** A nexthop object as listed: its id, protocol and where it leads. */
+interface ListedNexthop {
+  id: number;
+  protocol: number;
+  gw: IpAddr | undefined;
+  linkIndex: number;
+  onlink: boolean;
+}
+
+function parseNexthop(body: Buffer): ListedNexthop | undefined {
+  const { hdr, attrs } = nl.decodeNhMsg(body);
+  const a = nl.attrMap(attrs);
+  const id = nl.readU32(a.get(nl.NHA_ID));
+  if (id === undefined) return undefined;
+  return {
+    id,
+    protocol: hdr.protocol,
+    gw: readIp(a.get(nl.NHA_GATEWAY)),
+    linkIndex: nl.readU32(a.get(nl.NHA_OIF)) ?? 0,
+    onlink: (hdr.flags & nl.RTNH_F_ONLINK) !== 0,
+  };
+}
+
+/** Errnos of a kernel without nexthop objects (before 5.3) answering RTM_GETNEXTHOP. */
+const NO_NEXTHOPS = new Set(["EOPNOTSUPP", "EINVAL", "EPROTONOSUPPORT", "EAFNOSUPPORT"]);
+
+/** How one KernelWrite maps onto requests (see writeReqs). */
+interface WritePlan {
+  reqs: WriteReq[];
+  /** A route replace through nexthop `id`: reqs are [nexthop, route]. */
+  viaNexthop?: { id: number; route: Route };
+  /** The last request deletes flannel's nexthop `id`. */
+  deletesNexthop?: number;
 }
 
 const RTN_NUM: Record<RouteType, number> = {
@@ -191,6 +231,11 @@ export class NetlinkKernel implements Kernel {
   private genl: { sock: NetlinkSocket; wgFamily: number } | undefined;
   /** Open notification sockets, whose filters drop the echoes of `sock`'s route deletions. */
   private readonly subscriptions = new Set<NetlinkSocket>();
+  /**
+   * Nexthop ids: flannel's own (protocol NH_PROTOCOL_FLANNEL) and everyone else's, as listed once on first
+   * need and then kept up to date by our own writes; null when the kernel has no nexthop objects.
+   */
+  private nh: { owned: Set<number>; foreign: Set<number> } | null | undefined;
 
   constructor() {
     this.sock = new NetlinkSocket({ recvTimeoutMs: 5000, rcvbufBytes: 1 << 20 });
@@ -507,10 +552,11 @@ export class NetlinkKernel implements Kernel {
           const r = parseRoute(m.body);
           if (r && r.family === opts.family && r.table === table) out.push(r);
         }
+        this.fillFromNexthops(out);
         return out;
       },
-      replace: (r) => this.send(this.writeReq({ op: "route-replace", route: r })),
-      delete: (r) => this.send(this.writeReq({ op: "route-delete", route: r })),
+      replace: (r) => this.writeOne({ op: "route-replace", route: r }),
+      delete: (r) => this.writeOne({ op: "route-delete", route: r }),
       // ip route get DST
       get: (dst) => {
         const body = nl.encodeRtMsg(
@@ -611,7 +657,200 @@ export class NetlinkKernel implements Kernel {
 
   /** Many writes, up to 128 per sendmsg, acks read together (NetlinkSocket.requestMany). */
   batch(writes: readonly KernelWrite[]): (KernelError | undefined)[] {
-    return this.sock.requestMany(writes.map((w) => this.writeReq(w)));
+    const plans = writes.map((w) => this.writeReqs(w));
+    const reqs: WriteReq[] = [];
+    for (const p of plans) appendAll(reqs, p.reqs);
+    const res = this.sock.requestMany(reqs);
+    let at = 0;
+    return plans.map((p) => {
+      const mine = res.slice(at, at + p.reqs.length);
+      at += p.reqs.length;
+      return this.settle(p, mine);
+    });
+  }
+
+  /** One write as a batch of one; throws its error. */
+  private writeOne(w: KernelWrite): void {
+    const [err] = this.batch([w]);
+    if (err !== undefined) throw err;
+  }
+
+  /**
+   * The requests of one write. Routes that ask for a nexthop object get one (see Route.nexthop); deleting a
+   * route that goes through a nexthop names it (the kernel does not match such a route by gateway and
+   * device), and flannel's own nexthop goes with the route.
+   */
+  private writeReqs(w: KernelWrite): WritePlan {
+    if (w.op === "route-replace" && w.route.nexthop === true) {
+      const id = nexthopIdFor(w.route);
+      const nh = id === undefined ? null : this.nexthops();
+      if (id !== undefined && nh !== null && !nh.foreign.has(id)) {
+        return {
+          reqs: [this.nexthopReq(id, w.route, nh.owned.has(id)), this.routeViaNexthopReq(id, w.route)],
+          viaNexthop: { id, route: w.route },
+        };
+      }
+    }
+    if (w.op === "route-delete") {
+      const r = w.route;
+      if (r.nhId !== undefined) {
+        const own = this.nexthops()?.owned.has(r.nhId) === true;
+        const reqs = [this.routeDeleteViaNexthopReq(r.nhId, r)];
+        if (!own) return { reqs };
+        reqs.push(this.nexthopDeleteReq(r.nhId));
+        return { reqs, deletesNexthop: r.nhId };
+      }
+      const id = r.nexthop === true ? nexthopIdFor(r) : undefined;
+      if (id !== undefined && this.nexthops()?.owned.has(id) === true) {
+        // Made through the nexthop, or plain (a fallback, an older flanneld): whichever is there goes.
+        return {
+          reqs: [this.routeDeleteViaNexthopReq(id, r), this.writeReq(w), this.nexthopDeleteReq(id)],
+          deletesNexthop: id,
+        };
+      }
+    }
+    return { reqs: [this.writeReq(w)] };
+  }
+
+  /** The result of one write from its requests' results, and what they tell about nexthop ids. */
+  private settle(p: WritePlan, res: readonly (KernelError | undefined)[]): KernelError | undefined {
+    const nh = this.nh;
+    if (p.viaNexthop !== undefined && nh) {
+      const { id, route } = p.viaNexthop;
+      const nhErr = res[0];
+      if (nhErr === undefined) {
+        nh.owned.add(id);
+        return res[1];
+      }
+      // EEXIST: someone else's nexthop took the id since the listing (the route may now lead there). Any
+      // other failure: the plain route says best whether the route itself is possible.
+      if (nhErr.errno === "EEXIST") {
+        nh.foreign.add(id);
+        nh.owned.delete(id);
+      }
+      const [err] = this.sock.requestMany([this.writeReq({ op: "route-replace", route })]);
+      return err;
+    }
+    if (p.deletesNexthop !== undefined && nh && res[res.length - 1] === undefined) {
+      nh.owned.delete(p.deletesNexthop);
+    }
+    return res.find((e) => e !== undefined);
+  }
+
+  /** The nexthop ids (one RTM_GETNEXTHOP dump on first use); null when the kernel has no nexthop objects. */
+  private nexthops(): { owned: Set<number>; foreign: Set<number> } | null {
+    if (this.nh !== undefined) return this.nh;
+    const owned = new Set<number>();
+    const foreign = new Set<number>();
+    try {
+      for (const n of this.listNexthops()) (n.protocol === NH_PROTOCOL_FLANNEL ? owned : foreign).add(n.id);
+    } catch (err) {
+      if (err instanceof KernelError && NO_NEXTHOPS.has(err.errno)) {
+        this.nh = null;
+        return null;
+      }
+      throw err;
+    }
+    this.nh = { owned, foreign };
+    return this.nh;
+  }
+
+  /** `ip nexthop show` */
+  private listNexthops(): ListedNexthop[] {
+    const out: ListedNexthop[] = [];
+    const body = nl.encodeNhMsg({ family: 0, scope: 0, protocol: 0, flags: 0 });
+    for (const m of this.sock.dump(nl.RTM_GETNEXTHOP, body, "list nexthops")) {
+      if (m.type !== nl.RTM_NEWNEXTHOP) continue;
+      const n = parseNexthop(m.body);
+      if (n) out.push(n);
+    }
+    return out;
+  }
+
+  /**
+   * With net.ipv4.nexthop_compat_mode 0 the kernel lists a route through a nexthop object by its id only;
+   * its gateway, device and onlink flag are then the nexthop's.
+   */
+  private fillFromNexthops(routes: Route[]): void {
+    if (!routes.some((r) => r.nhId !== undefined && r.gw === undefined && r.linkIndex === undefined)) return;
+    const byId = new Map(this.listNexthops().map((n) => [n.id, n]));
+    for (const r of routes) {
+      if (r.nhId === undefined || r.gw !== undefined || r.linkIndex !== undefined) continue;
+      const n = byId.get(r.nhId);
+      if (n === undefined) continue;
+      if (n.gw) r.gw = n.gw;
+      if (n.linkIndex) r.linkIndex = n.linkIndex;
+      if (n.onlink) r.onlink = true;
+    }
+  }
+
+  // ip nexthop replace id ID via GW dev DEV [onlink] proto 0x66 (add: NLM_F_EXCL, never someone else's)
+  private nexthopReq(id: number, r: Route, own: boolean): WriteReq {
+    const gw = r.gw as IpAddr;
+    return {
+      type: nl.RTM_NEWNEXTHOP,
+      flags: nl.NLM_F_CREATE | (own ? nl.NLM_F_REPLACE : nl.NLM_F_EXCL),
+      body: nl.encodeNhMsg(
+        {
+          family: afOf(r.family),
+          scope: 0,
+          protocol: NH_PROTOCOL_FLANNEL,
+          flags: r.onlink ? nl.RTNH_F_ONLINK : 0,
+        },
+        [nl.u32(nl.NHA_ID, id), nl.u32(nl.NHA_OIF, r.linkIndex ?? 0), ipAttr(nl.NHA_GATEWAY, gw)],
+      ),
+      op: () => `${own ? "replace" : "add"} nexthop id ${id} for route ${routeText(r)}`,
+    };
+  }
+
+  // ip nexthop del id ID
+  private nexthopDeleteReq(id: number): WriteReq {
+    return {
+      type: nl.RTM_DELNEXTHOP,
+      flags: 0,
+      body: nl.encodeNhMsg({ family: 0, scope: 0, protocol: 0, flags: 0 }, [nl.u32(nl.NHA_ID, id)]),
+      op: () => `delete nexthop id ${id}`,
+      okErrnos: ["ENOENT"],
+    };
+  }
+
+  // ip route replace DST nhid ID
+  private routeViaNexthopReq(id: number, r: Route): WriteReq {
+    return {
+      type: nl.RTM_NEWROUTE,
+      flags: nl.NLM_F_CREATE | nl.NLM_F_REPLACE,
+      body: this.routeNhMsg(id, r, false),
+      op: () => `replace route ${routeText(r)} nhid ${id}`,
+    };
+  }
+
+  // ip route del DST nhid ID
+  private routeDeleteViaNexthopReq(id: number, r: Route): WriteReq {
+    return {
+      type: nl.RTM_DELROUTE,
+      flags: 0,
+      body: this.routeNhMsg(id, r, true),
+      op: () => `delete route ${routeText(r)} nhid ${id}`,
+      okErrnos: ["ESRCH"],
+    };
+  }
+
+  private routeNhMsg(id: number, r: Route, forDelete: boolean): Buffer {
+    const dst = r.dst as IpNet;
+    return nl.encodeRtMsg(
+      {
+        family: afOf(r.family),
+        dstLen: dst.prefixLen,
+        srcLen: 0,
+        tos: 0,
+        table: RT_TABLE_MAIN,
+        protocol: forDelete ? 0 : (r.protocol ?? RTPROT_BOOT),
+        scope: forDelete ? nl.RT_SCOPE_NOWHERE : RT_SCOPE_UNIVERSE,
+        type: forDelete ? 0 : RTN_NUM.unicast,
+        flags: 0,
+      },
+      [ipAttr(nl.RTA_DST, dst.ip), nl.u32(nl.RTA_NH_ID, id)],
+    );
   }
 
   private neighMsg(family: number, linkIndex: number, flags: number, attrs: nl.Attr[]): Buffer {
