@@ -23,7 +23,11 @@ const cases: { name: string; path: string; stdin: string }[] = [
     path: script("cat", 'cat; printf "%s" "$FTS_X" >&2'),
     stdin: "x".repeat(3 * 1024 * 1024),
   },
-  { name: "exit status", path: script("exit3", "echo out; echo err >&2; exit 3"), stdin: "{}" },
+  {
+    name: "exit status",
+    path: script("exit3", "cat >/dev/null; echo out; echo err >&2; exit 3"),
+    stdin: "{}",
+  },
   { name: "killed", path: script("killed", "cat >/dev/null; kill -TERM $$"), stdin: "{}" },
   // exits without reading a stdin larger than the pipe: EPIPE, with its status
   { name: "stdin not read", path: script("noread", "exit 0"), stdin: "y".repeat(1024 * 1024) },
