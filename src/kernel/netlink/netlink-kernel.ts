@@ -236,6 +236,8 @@ export class NetlinkKernel implements Kernel {
    * need and then kept up to date by our own writes; null when the kernel has no nexthop objects.
    */
   private nh: { owned: Set<number>; foreign: Set<number> } | null | undefined;
+  /** Ids whose route this process last made through the nexthop (a delete then needs no plain form). */
+  private readonly routedVia = new Set<number>();
 
   constructor() {
     this.sock = new NetlinkSocket({ recvTimeoutMs: 5000, rcvbufBytes: 1 << 20 });
@@ -701,8 +703,16 @@ export class NetlinkKernel implements Kernel {
         return { reqs, deletesNexthop: r.nhId };
       }
       const id = r.nexthop === true ? nexthopIdFor(r) : undefined;
+      if (id !== undefined && this.routedVia.has(id)) {
+        return {
+          reqs: [this.routeDeleteViaNexthopReq(id, r), this.nexthopDeleteReq(id)],
+          deletesNexthop: id,
+        };
+      }
       if (id !== undefined && this.nexthops()?.owned.has(id) === true) {
-        // Made through the nexthop, or plain (a fallback, an older flanneld): whichever is there goes.
+        // Made through the nexthop (by an earlier process) or plain (an older flanneld): whichever is there
+        // goes. The route is deleted before its nexthop: deleting a nexthop removes its routes silently,
+        // without the RTM_DELROUTE notification that others watching routes rely on.
         return {
           reqs: [this.routeDeleteViaNexthopReq(id, r), this.writeReq(w), this.nexthopDeleteReq(id)],
           deletesNexthop: id,
@@ -720,8 +730,10 @@ export class NetlinkKernel implements Kernel {
       const nhErr = res[0];
       if (nhErr === undefined) {
         nh.owned.add(id);
+        if (res[1] === undefined) this.routedVia.add(id);
         return res[1];
       }
+      this.routedVia.delete(id);
       // EEXIST: someone else's nexthop took the id since the listing (the route may now lead there). Any
       // other failure: the plain route says best whether the route itself is possible.
       if (nhErr.errno === "EEXIST") {
@@ -733,6 +745,7 @@ export class NetlinkKernel implements Kernel {
     }
     if (p.deletesNexthop !== undefined && nh && res[res.length - 1] === undefined) {
       nh.owned.delete(p.deletesNexthop);
+      this.routedVia.delete(p.deletesNexthop);
     }
     return res.find((e) => e !== undefined);
   }
