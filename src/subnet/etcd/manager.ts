@@ -403,11 +403,17 @@ export class EtcdSubnetManager implements SubnetManager {
     if (seed === undefined || Date.now() - seed.atMs > SEED_MAX_AGE_MS)
       return this.registry.watchSubnets(signal, undefined, { ttl: false });
     const registry = this.registry;
+    const revision = seed.revision;
+    // Held only until the snapshot is made: the generator lives as long as the watch, and would otherwise
+    // keep a second copy of every lease listed at start-up (~1 KB per lease with its texts).
+    let listed: Lease[] | undefined = seed.leases;
     return (async function* (): AsyncGenerator<LeaseWatchResult[]> {
       if (signal.aborted) return;
       // Expirations were looked up for our own candidate lease only; a snapshot carries none.
-      yield [{ snapshot: seed.leases.map((l) => withExpiration(l, null)) }];
-      yield* registry.watchSubnets(signal, seed.revision + 1, { ttl: false });
+      const snapshot = (listed ?? []).map((l) => (l.expiration === null ? l : withExpiration(l, null)));
+      listed = undefined;
+      yield [{ snapshot }];
+      yield* registry.watchSubnets(signal, revision + 1, { ttl: false });
     })();
   }
 
