@@ -76,10 +76,13 @@ interface RemoteVtep {
   desiredIndex: number;
 }
 
+/** A peer's VTEPs per family (fields rather than a record: one object less per peer). */
 interface Peer {
-  lease: Lease;
-  vteps: Partial<Record<Family, RemoteVtep>>;
+  v4: RemoteVtep | undefined;
+  v6: RemoteVtep | undefined;
 }
+
+const vtepOf = (peer: Peer, f: Family): RemoteVtep | undefined => (f === 4 ? peer.v4 : peer.v6);
 
 /** Device name per family: flannel.<VNI> and flannel-v6.<VNI>. */
 export function vxlanDeviceName(family: Family, vni: number): string {
@@ -121,16 +124,20 @@ function familyEnabled(lease: Lease, family: Family): boolean {
   return lease.enableIpv6;
 }
 
+/** A peer's key in `bySubnet`: its IPv4 subnet, or its IPv6 one when it has only that (the IpNet's text). */
 function peerKey(lease: Lease): string {
-  return lease.enableIpv4 || !lease.enableIpv6
-    ? `4|${String(lease.subnet)}`
-    : `6|${String(lease.ipv6Subnet)}`;
+  return String(lease.enableIpv4 || !lease.enableIpv6 ? lease.subnet : lease.ipv6Subnet);
 }
 
+/** The family of a subnet key (IpNet text). */
+const familyOfKey = (k: string): Family => (k.includes(":") ? 6 : 4);
+
 export class VxlanNetwork implements Network, ReconcileTarget {
-  private readonly peers = new Map<string, Peer>();
-  /** Each peer subnet (a DesiredPeer key) → its peer and family, for applying only what a batch changed. */
-  private readonly bySubnet = new Map<string, { peer: Peer; family: Family }>();
+  /**
+   * Each peer subnet (a DesiredPeer key) → its peer: every entry is one peer's VTEP of the key's family. A
+   * peer is found by its first subnet (peerKey); one map rather than one per peer and one per subnet.
+   */
+  private readonly bySubnet = new Map<string, Peer>();
   private readonly reconciler: Reconciler;
 
   constructor(
@@ -183,10 +190,10 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   private unindex(peer: Peer | undefined, changed: Set<string>): void {
     if (peer === undefined) return;
     for (const f of FAMILIES) {
-      const v: RemoteVtep | undefined = peer.vteps[f];
+      const v = vtepOf(peer, f);
       if (v === undefined) continue;
       const k: string = v.subnet.toString();
-      if (this.bySubnet.get(k)?.peer === peer) this.bySubnet.delete(k);
+      if (this.bySubnet.get(k) === peer) this.bySubnet.delete(k);
       changed.add(k);
     }
   }
@@ -208,11 +215,10 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       }
       const key = peerKey(lease);
       if (ev.type === "removed") {
-        const known = this.peers.get(key);
-        this.peers.delete(key);
+        const known = this.bySubnet.get(key);
         this.unindex(known, changed);
         for (const f of FAMILIES) {
-          const v = known?.vteps[f];
+          const v = known && vtepOf(known, f);
           if (v !== undefined) {
             this.logger
               .v(2)
@@ -223,7 +229,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
         }
         continue;
       }
-      const peer: Peer = { lease, vteps: {} };
+      const peer: Peer = { v4: undefined, v6: undefined };
       let ok = true;
       for (const vtep of this.vteps) {
         const f = vtep.family;
@@ -233,7 +239,8 @@ export class VxlanNetwork implements Network, ReconcileTarget {
           ok = false;
           break;
         }
-        peer.vteps[f] = remote;
+        if (f === 4) peer.v4 = remote;
+        else peer.v6 = remote;
         this.logger
           .v(2)
           ?.info(
@@ -244,12 +251,11 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       }
       // A lease we cannot use is skipped as upstream does; what an earlier version of it programmed stays.
       if (!ok) continue;
-      this.unindex(this.peers.get(key), changed);
-      this.peers.set(key, peer);
+      this.unindex(this.bySubnet.get(key), changed);
       for (const f of FAMILIES) {
-        const v = peer.vteps[f];
+        const v = vtepOf(peer, f);
         if (v === undefined) continue;
-        this.bySubnet.set(v.subnet.toString(), { peer, family: f });
+        this.bySubnet.set(v.subnet.toString(), peer);
         changed.add(v.subnet.toString());
       }
     }
@@ -313,7 +319,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
 
   /** One peer's entries on one device; undefined when the peer has none there or the device is missing. */
   private entriesOf(peer: Peer, v: Vtep): DesiredPeer | undefined {
-    const r = peer.vteps[v.family];
+    const r = vtepOf(peer, v.family);
     if (r === undefined || v.index === 0) return undefined;
     if (r.desired !== undefined && r.desiredIndex === v.index) return r.desired;
     r.desired = this.buildEntries(r, v);
@@ -343,11 +349,11 @@ export class VxlanNetwork implements Network, ReconcileTarget {
 
   desired(): DesiredPeer[] {
     const out: DesiredPeer[] = [];
-    for (const peer of this.peers.values()) {
-      for (const v of this.vteps) {
-        const d = this.entriesOf(peer, v);
-        if (d !== undefined) out.push(d);
-      }
+    for (const [k, peer] of this.bySubnet) {
+      const f = familyOfKey(k);
+      const v = this.vteps.find((x) => x.family === f);
+      const d = v && this.entriesOf(peer, v);
+      if (d !== undefined) out.push(d);
     }
     return out;
   }
@@ -355,9 +361,10 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   desiredOf(keys: ReadonlySet<string>): DesiredPeer[] {
     const out: DesiredPeer[] = [];
     for (const k of keys) {
-      const hit = this.bySubnet.get(k);
-      const v = hit && this.vteps.find((x) => x.family === hit.family);
-      const d = hit && v && this.entriesOf(hit.peer, v);
+      const peer = this.bySubnet.get(k);
+      const f = familyOfKey(k);
+      const v = peer && this.vteps.find((x) => x.family === f);
+      const d = peer && v && this.entriesOf(peer, v);
       if (d !== undefined) out.push(d);
     }
     return out;
