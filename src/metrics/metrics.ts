@@ -160,8 +160,12 @@ const BATCH_OP: Record<KernelWrite["op"], string> = {
 
 const INSTRUMENTED = Symbol("flannel-ts.metrics.instrumented");
 
-function subnetKey(l: Lease): string {
-  return `${l.subnet?.toString() ?? ""}&${l.ipv6Subnet?.toString() ?? ""}`;
+/**
+ * A lease's identity for counting: its IPv4 subnet, or its IPv6 one when it has only that (no two leases
+ * share either). The IpNet's own text, so that 10,000 known leases cost no string of their own.
+ */
+function leaseKey(l: Lease): string {
+  return String(l.subnet ?? l.ipv6Subnet);
 }
 
 /**
@@ -171,7 +175,7 @@ function subnetKey(l: Lease): string {
  */
 export function instrumentSubnetManager(sm: SubnetManager, metrics: Metrics): SubnetManager {
   let own: Lease | undefined;
-  const known = new Map<string, Lease>();
+  const known = new Set<string>();
   const setExpiry = (l: Lease): void => {
     if (l.expiration !== null) metrics.leaseExpiry.set(Math.floor(l.expiration.getTime() / 1000));
   };
@@ -185,7 +189,7 @@ export function instrumentSubnetManager(sm: SubnetManager, metrics: Metrics): Su
       known.clear();
       for (const l of r.snapshot) {
         if (isOwn(l)) setExpiry(l);
-        else known.set(subnetKey(l), l);
+        else known.add(leaseKey(l));
       }
     } else {
       for (const e of r.events) {
@@ -194,8 +198,8 @@ export function instrumentSubnetManager(sm: SubnetManager, metrics: Metrics): Su
           if (e.type === "added") setExpiry(e.lease);
           continue;
         }
-        if (e.type === "added") known.set(subnetKey(e.lease), e.lease);
-        else known.delete(subnetKey(e.lease));
+        if (e.type === "added") known.add(leaseKey(e.lease));
+        else known.delete(leaseKey(e.lease));
       }
     }
     metrics.leases.set(known.size);
