@@ -14,6 +14,7 @@
 //   streamed removal. Each reports the time until the kernel matched, the time after the last write was
 //   acknowledged, and flanneld's CPU time during the scenario.
 
+import { FLANNELD_NODE_FLAGS } from "../src/cli/node-flags.ts";
 import { spawn, type ChildProcess } from "node:child_process";
 import {
   closeSync,
@@ -117,7 +118,9 @@ export class FlanneldNode {
         ...(this.cluster.cpuProfDir === undefined
           ? []
           : ["--cpu-prof", `--cpu-prof-dir=${this.cluster.cpuProfDir}`]),
-        // Node/V8 flags to compare (e.g. FTS_BENCH_NODE_FLAGS="--max-semi-space-size=1 --lite-mode").
+        // The flags flanneld is deployed with, then Node/V8 flags to compare (FTS_BENCH_NODE_FLAGS, later ones
+        // win: e.g. "--max-semi-space-size=16" for V8's default).
+        ...FLANNELD_NODE_FLAGS,
         ...(process.env.FTS_BENCH_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
         join(REPO, "bin", "flanneld"),
         `--etcd-endpoints=http://${ETCD_IP}:2379`,

@@ -14,6 +14,7 @@
 // - The library never exits or prints: progress goes to the `onStep` callback; the CLI renders.
 // - No setns: commands run in a namespace via `ip netns exec`, which keeps the PID (it execs).
 
+import { FLANNELD_NODE_FLAGS } from "../../cli/node-flags.ts";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -56,7 +57,10 @@ export interface LabOptions {
   /** IPv6 underlay, used with `ipv6Network`; default fd00:250::/64. */
   underlayV6Cidr?: string;
   stateDir: string;
-  /** flanneld's command (its flags are appended); default `node <repo>/bin/flanneld`; null: no flanneld. */
+  /**
+   * flanneld's command (its flags are appended); default `node <FLANNELD_NODE_FLAGS> <repo>/bin/flanneld`;
+   * null: no flanneld.
+   */
   flanneldCmd?: readonly string[] | null;
   extraFlanneldArgs?: readonly string[];
   /** CNI_PATH directories; default `<repo>/bin` (our `flannel`) then /usr/lib/cni. */
@@ -171,7 +175,9 @@ export class Lab {
     }
     const root = opts.flanneldCmd === undefined || opts.cniPath === undefined ? repoRoot() : "";
     const flanneldCmd =
-      opts.flanneldCmd === undefined ? [process.execPath, join(root, "bin", "flanneld")] : opts.flanneldCmd;
+      opts.flanneldCmd === undefined
+        ? [process.execPath, ...FLANNELD_NODE_FLAGS, join(root, "bin", "flanneld")]
+        : opts.flanneldCmd;
     const cniPath = opts.cniPath ?? [join(root, "bin"), "/usr/lib/cni"];
     if (opts.flanneldCmd === undefined) requireBuilt(root, "flanneld.js");
     if (opts.cniPath === undefined && opts.conflist === undefined) requireBuilt(root, "flannel.js");
