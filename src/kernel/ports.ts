@@ -167,7 +167,8 @@ export const NH_PROTOCOL_FLANNEL = 0x66;
 /** The nexthop id a route with `nexthop: true` gets: its IPv4 destination's address; undefined if none. */
 export function nexthopIdFor(route: Route): number | undefined {
   if (route.family !== 4 || route.dst === null || route.dst.prefixLen === 0) return undefined;
-  if ((route.type ?? "unicast") !== "unicast" || (route.table ?? RT_TABLE_MAIN) !== RT_TABLE_MAIN) return undefined;
+  if ((route.type ?? "unicast") !== "unicast" || (route.table ?? RT_TABLE_MAIN) !== RT_TABLE_MAIN)
+    return undefined;
   if (route.gw === undefined || !route.linkIndex || route.src !== undefined) return undefined;
   if (route.metric !== undefined && route.metric !== 0) return undefined;
   const id = Number(route.dst.ip.value);
