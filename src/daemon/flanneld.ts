@@ -198,19 +198,6 @@ export async function runFlanneld(
     }
     const lease = network.lease();
 
-    // The backend (the lease watch and the kernel's routes) starts now, beside the traffic rules and the
-    // subnet file, which it does not need: upstream starts it after subnet.env, ~15 ms later here, as the
-    // iptables chain is created first (a child process).
-    log.info("Running backend.");
-    loops.push(
-      network.run(inner.signal).catch((err: unknown) => {
-        if (!isAbort(err, inner.signal)) {
-          log.error(`Backend stopped: ${errorMessage(err)}`);
-          stop();
-        }
-      }),
-    );
-
     await trafficReady;
 
     if (opts.ipMasq) {
@@ -270,6 +257,18 @@ export async function runFlanneld(
     } catch (err) {
       log.warn(`Failed to write subnet file: ${errorMessage(err)}`);
     }
+
+    // After subnet.env, as upstream: the backend's first pass runs without yielding (1000 peers: ~150 ms),
+    // and the CNI plugin waits for subnet.env, not for the routes.
+    log.info("Running backend.");
+    loops.push(
+      network.run(inner.signal).catch((err: unknown) => {
+        if (!isAbort(err, inner.signal)) {
+          log.error(`Backend stopped: ${errorMessage(err)}`);
+          stop();
+        }
+      }),
+    );
 
     const outcome = await sm.completeLease(lease, inner.signal).catch((err: unknown) => {
       if (isAbort(err, inner.signal)) return "interrupted" as const;
