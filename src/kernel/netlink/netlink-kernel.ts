@@ -766,11 +766,10 @@ export class NetlinkKernel implements Kernel {
         else foreign.add(n.id);
       }
     } catch (err) {
-      if (err instanceof KernelError && NO_NEXTHOPS.has(err.errno)) {
-        this.nh = null;
-        return null;
-      }
-      throw err;
+      // Without nexthop objects for good; any other failure: plain routes this time, and the next write asks
+      // again (a write batch never throws).
+      if (err instanceof KernelError && NO_NEXTHOPS.has(err.errno)) this.nh = null;
+      return null;
     }
     this.nh = { owned, foreign };
     return this.nh;
