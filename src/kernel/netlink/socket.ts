@@ -45,6 +45,7 @@ const SOCK_CLOEXEC = 0x80000;
 const NETLINK_ROUTE = 0;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
+const SO_RCVBUFFORCE = 33;
 const SO_RCVTIMEO = 20;
 const SOL_NETLINK = 270;
 const NETLINK_EXT_ACK = 11;
@@ -223,7 +224,7 @@ export class NetlinkSocket {
     if (fd < 0) throw new KernelError(errnoName(koffi.errno()), "open netlink socket");
     this.fd = fd;
     try {
-      if (opts.rcvbufBytes) this.setInt(SOL_SOCKET, SO_RCVBUF, opts.rcvbufBytes);
+      if (opts.rcvbufBytes) this.setRcvbuf(opts.rcvbufBytes);
       if (opts.drop !== undefined) this.attachFilter(opts.drop);
       if (opts.recvTimeoutMs) {
         const tv = Buffer.alloc(16);
@@ -273,6 +274,19 @@ export class NetlinkSocket {
       ) < 0
     )
       throw new KernelError(errnoName(koffi.errno()), "attach netlink socket filter");
+  }
+
+  /**
+   * SO_RCVBUF is capped at net.core.rmem_max (212992 bytes on most distributions), far below what a burst
+   * of notifications needs; SO_RCVBUFFORCE is not, and flanneld has CAP_NET_ADMIN. Without it (tests as
+   * non-root), SO_RCVBUF as far as the cap allows.
+   */
+  private setRcvbuf(bytes: number): void {
+    try {
+      this.setInt(SOL_SOCKET, SO_RCVBUFFORCE, bytes);
+    } catch {
+      this.setInt(SOL_SOCKET, SO_RCVBUF, bytes);
+    }
   }
 
   private setInt(level: number, name: number, value: number): void {
