@@ -62,6 +62,8 @@ interface StartOpts {
   kernel?: FakeKernel;
   backend?: Record<string, unknown>;
   dual?: boolean;
+  /** An IPv6-only network (only flannel-v6.1). */
+  v6only?: boolean;
   checkMs?: number;
   retryMs?: number;
   storedMacs?: { v4?: string; v6?: string };
@@ -91,18 +93,22 @@ function deps(kernel: FakeKernel, sm: FakeSubnetManager, log: MemoryLogger, dual
 }
 
 async function start(opts: StartOpts = {}): Promise<Rig> {
-  const dual = opts.dual ?? false;
+  const v6only = opts.v6only ?? false;
+  const dual = (opts.dual ?? false) || v6only;
   const kernel = opts.kernel ?? host();
   if (dual) kernel.addAddr("eth0", "fc00::1/64");
-  const own: Lease = {
-    ...peer("10.244.1.0/24", "192.168.0.1"),
-    ...(dual ? { enableIpv6: true, ipv6Subnet: IpNet.parse("fd00:1::/64") } : {}),
-  };
+  const own: Lease = v6only
+    ? peer(null, "192.168.0.1", undefined, { v6: "fd00:1::/64", publicIpv6: "fc00::1" })
+    : {
+        ...peer("10.244.1.0/24", "192.168.0.1"),
+        ...(dual ? { enableIpv6: true, ipv6Subnet: IpNet.parse("fd00:1::/64") } : {}),
+      };
   const sm = new FakeSubnetManager({ lease: own, storedMacs: opts.storedMacs ?? { v4: MAC1, v6: MAC1V6 } });
   const log = new MemoryLogger();
   const cfg = config({
     backend: opts.backend ?? { Type: "vxlan" },
     ...(dual ? { enableIpv6: true, ipv6Network: IpNet.parse("fd00::/16") } : {}),
+    ...(v6only ? { enableIpv4: false } : {}),
   });
   const ac = new AbortController();
   const backend = createVxlanBackend(deps(kernel, sm, log, dual), {
@@ -513,6 +519,28 @@ test("dual-stack uses flannel-v6.1 with the same code: /128 address, v6 entries,
       ],
     });
     assert.doesNotMatch(rig.kernel.dump(), /10\.244\.2\.0|fd00:2::/);
+  } finally {
+    await rig.stop();
+  }
+});
+
+test("an IPv6-only network programs the v6 side of dual-stack peers and removes it with the lease", async () => {
+  const rig = await start({ v6only: true });
+  try {
+    const dualPeer = peer("10.244.2.0/24", "192.168.0.2", undefined, {
+      v6: "fd00:2::/64",
+      publicIpv6: "fc00::2",
+      mac6: "aa:00:00:00:06:02",
+    });
+    await rig.sm.push({ snapshot: [dualPeer] });
+    await waitFor(
+      () => /^ip -6 route add fd00:2::\/64 via fd00:2:: dev flannel-v6\.1/m.test(rig.kernel.dump()),
+      10_000,
+      "the peer's IPv6 route",
+    );
+    assert.doesNotMatch(rig.kernel.dump(), /10\.244\.2\.0|flannel\.1 /);
+    await rig.sm.push({ events: [{ type: "removed", lease: dualPeer }] });
+    await waitFor(() => !/fd00:2::/.test(rig.kernel.dump()), 10_000, "the peer's entries to go");
   } finally {
     await rig.stop();
   }

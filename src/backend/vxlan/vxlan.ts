@@ -124,18 +124,13 @@ function familyEnabled(lease: Lease, family: Family): boolean {
   return lease.enableIpv6;
 }
 
-/** A peer's key in `bySubnet`: its IPv4 subnet, or its IPv6 one when it has only that (the IpNet's text). */
-function peerKey(lease: Lease): string {
-  return String(lease.enableIpv4 || !lease.enableIpv6 ? lease.subnet : lease.ipv6Subnet);
-}
-
 /** The family of a subnet key (IpNet text). */
 const familyOfKey = (k: string): Family => (k.includes(":") ? 6 : 4);
 
 export class VxlanNetwork implements Network, ReconcileTarget {
   /**
    * Each peer subnet (a DesiredPeer key) → its peer: every entry is one peer's VTEP of the key's family. A
-   * peer is found by its first subnet (peerKey); one map rather than one per peer and one per subnet.
+   * peer is found by any of its subnets (peerOf); one map rather than one per peer and one per subnet.
    */
   private readonly bySubnet = new Map<string, Peer>();
   private readonly reconciler: Reconciler;
@@ -213,9 +208,8 @@ export class VxlanNetwork implements Network, ReconcileTarget {
         );
         continue;
       }
-      const key = peerKey(lease);
       if (ev.type === "removed") {
-        const known = this.bySubnet.get(key);
+        const known = this.peerOf(lease);
         this.unindex(known, changed);
         for (const f of FAMILIES) {
           const v = known && vtepOf(known, f);
@@ -251,7 +245,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       }
       // A lease we cannot use is skipped as upstream does; what an earlier version of it programmed stays.
       if (!ok) continue;
-      this.unindex(this.bySubnet.get(key), changed);
+      this.unindex(this.peerOf(lease), changed);
       for (const f of FAMILIES) {
         const v = vtepOf(peer, f);
         if (v === undefined) continue;
@@ -260,6 +254,16 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       }
     }
     return changed;
+  }
+
+  /** The known peer of a lease: the one indexed under either of its subnets (a device per family may be missing). */
+  private peerOf(lease: Lease): Peer | undefined {
+    for (const f of FAMILIES) {
+      const subnet = subnetOf(lease, f);
+      const peer = subnet === null ? undefined : this.bySubnet.get(subnet.toString());
+      if (peer !== undefined) return peer;
+    }
+    return undefined;
   }
 
   private remoteVtep(lease: Lease, attrs: LeaseAttrs, f: Family): RemoteVtep | undefined {
