@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
+import { IpNet } from "../../src/ip/net.ts";
 import { Netns, requireRoot, vethPair } from "../helpers/netns.ts";
 
 const SCRIPT = fileURLToPath(new URL("./backend-in-netns.ts", import.meta.url));
@@ -57,8 +58,7 @@ describe("backends on a real kernel", { concurrency: false }, () => {
   }
 
   /** The nexthop id of a peer's IPv4 route: its destination's address (Route.nexthop). */
-  const nhid = (subnet: string): number =>
-    (subnet.split("/")[0] ?? "").split(".").reduce((v, o) => v * 256 + Number(o), 0);
+  const nhid = (subnet: string): number => Number(IpNet.parse(subnet).ip.value);
 
   it("vxlan programs neighbour, FDB entry and onlink route per peer and repairs hand deletions", (t) => {
     if (!requireRoot(t)) return;

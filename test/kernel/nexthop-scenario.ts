@@ -15,8 +15,8 @@ const ip = (...args: string[]): string => {
   if (res.status !== 0) throw new Error(`ip ${args.join(" ")}: ${res.stderr}`);
   return res.stdout;
 };
-const idOf = (net: string): number =>
-  (net.split("/")[0] ?? "").split(".").reduce((v, o) => v * 256 + Number(o), 0);
+/** The nexthop id of a peer route: its destination address (Route.nexthop). */
+const idOf = (addr: string): number => Number(IpAddr.parse(addr).value);
 
 const k1 = createNetlinkKernel();
 const vx = k1.links.get("flannel.1")?.index ?? 0;

@@ -187,22 +187,16 @@ export function runScenario(
   k.routes.replace({ family: 4, dst: net("10.244.1.0/24"), type: "blackhole" });
   // Through nexthop objects (Route.nexthop), as vxlan and host-gw program peers: a vxlan peer whose
   // gateway then changes (the nexthop is replaced), and a host-gw peer on eth0.
-  k.routes.replace({
+  const peer6 = (gw: string): Route => ({
     family: 4,
     dst: net("10.244.6.0/24"),
-    gw: ip("10.244.6.0"),
+    gw: ip(gw),
     linkIndex: vx,
     onlink: true,
     nexthop: true,
   });
-  k.routes.replace({
-    family: 4,
-    dst: net("10.244.6.0/24"),
-    gw: ip("10.244.6.1"),
-    linkIndex: vx,
-    onlink: true,
-    nexthop: true,
-  });
+  k.routes.replace(peer6("10.244.6.0"));
+  k.routes.replace(peer6("10.244.6.1"));
   k.routes.replace({
     family: 4,
     dst: net("10.245.1.0/24"),
@@ -236,14 +230,7 @@ export function runScenario(
     k.routes.delete({ family: 4, dst: net("10.244.1.0/24"), type: "blackhole" });
     k.addrs.delete(vx, IfAddr.parse("10.244.1.0/32"));
     // As the reconciler deletes: a peer's route as it asked for it, and a listed route (with its nhId).
-    k.routes.delete({
-      family: 4,
-      dst: net("10.244.6.0/24"),
-      gw: ip("10.244.6.1"),
-      linkIndex: vx,
-      onlink: true,
-      nexthop: true,
-    });
+    k.routes.delete(peer6("10.244.6.1"));
     const listed = k.routes.list({ family: 4 }).find((r) => r.dst?.toString() === "10.245.1.0/24");
     if (listed) k.routes.delete(listed);
     k.routes.delete({ family: 4, dst: net("10.245.2.0/24"), gw: ip("10.0.0.3"), nexthop: true });

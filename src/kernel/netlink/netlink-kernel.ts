@@ -672,9 +672,9 @@ export class NetlinkKernel implements Kernel {
     const res = this.sock.requestMany(reqs);
     let at = 0;
     return plans.map((p) => {
-      const mine = res.slice(at, at + p.reqs.length);
+      const err = this.settle(p, res, at);
       at += p.reqs.length;
-      return this.settle(p, mine);
+      return err;
     });
   }
 
@@ -729,15 +729,22 @@ export class NetlinkKernel implements Kernel {
     return { reqs: [this.writeReq(w)] };
   }
 
-  /** The result of one write from its requests' results, and what they tell about nexthop ids. */
-  private settle(p: WritePlan, res: readonly (KernelError | undefined)[]): KernelError | undefined {
+  /**
+   * The result of one write from its requests' results (`res` from index `at`), and what they tell about
+   * nexthop ids.
+   */
+  private settle(
+    p: WritePlan,
+    res: readonly (KernelError | undefined)[],
+    at: number,
+  ): KernelError | undefined {
     const nh = this.nh;
     if (p.viaNexthop !== undefined && nh) {
       const { id, route } = p.viaNexthop;
-      const nhErr = res[0];
+      const nhErr = res[at];
       if (nhErr === undefined) {
-        nh.owned.set(id, res[1] === undefined);
-        return res[1];
+        nh.owned.set(id, res[at + 1] === undefined);
+        return res[at + 1];
       }
       if (nh.owned.has(id)) nh.owned.set(id, false);
       // EEXIST: someone else's nexthop took the id since the listing (the route may now lead there). Any
@@ -749,10 +756,12 @@ export class NetlinkKernel implements Kernel {
       const [err] = this.sock.requestMany([this.writeReq({ op: "route-replace", route })]);
       return err;
     }
-    if (p.deletesNexthop !== undefined && nh && res[res.length - 1] === undefined) {
+    const end = at + p.reqs.length;
+    if (p.deletesNexthop !== undefined && nh && res[end - 1] === undefined) {
       nh.owned.delete(p.deletesNexthop);
     }
-    return res.find((e) => e !== undefined);
+    for (let i = at; i < end; i++) if (res[i] !== undefined) return res[i];
+    return undefined;
   }
 
   /** The nexthop ids (one RTM_GETNEXTHOP dump on first use); null when the kernel has no nexthop objects. */
