@@ -31,7 +31,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Netns, vethPair } from "../test/helpers/netns.ts";
 import { startEtcd, type EtcdServer } from "../test/helpers/etcd.ts";
-import { Agent, cpuMs, nowMs, REPO, rssBytes, sleepMs } from "./util.ts";
+import { Agent, cpuMs, nowMs, REPO, rssBytes, rssParts, sleepMs } from "./util.ts";
 
 export const ETCD_IP = "172.16.255.254";
 export const NODE_ADDR = "172.16.0.1/16";
@@ -365,6 +365,10 @@ export interface MemoryResult {
   idleBytes: number;
   at1000Bytes: number;
   at10000Bytes?: number;
+  /** RssAnon of the settled figures (the rest is RssFile: pages of the `node` binary and libraries). */
+  idleAnonBytes?: number;
+  at1000AnonBytes?: number;
+  at10000AnonBytes?: number;
   /** (RSS at 10,000 − RSS at 1000) / 9000. */
   bytesPerLease?: number;
   /**
@@ -392,15 +396,16 @@ export async function runMemory(
   const max = quick ? 1000 : 10_000;
   await w.call({ cmd: "grant", n: max });
   const node = cluster.newNode();
-  const settle = async (): Promise<{ settled: number; peak: number }> => {
+  const settle = async (): Promise<{ settled: number; anon: number; peak: number }> => {
     await sleepMs(3000);
-    const settled = rssBytes(node.pid) ?? NaN;
+    const parts = rssParts(node.pid);
+    const settled = parts?.rss ?? NaN;
     let peak = settled;
     for (const end = Date.now() + PEAK_WINDOW_MS; Date.now() < end;) {
       await sleepMs(100);
       peak = Math.max(peak, rssBytes(node.pid) ?? NaN);
     }
-    return { settled, peak };
+    return { settled, anon: parts?.anon ?? NaN, peak };
   };
   try {
     await node.start();
@@ -415,6 +420,8 @@ export async function runMemory(
       at1000Bytes: at1000.settled,
       idlePeakBytes: idle.peak,
       at1000PeakBytes: at1000.peak,
+      idleAnonBytes: idle.anon,
+      at1000AnonBytes: at1000.anon,
     };
     if (!quick) {
       await w.call({ cmd: "put", mode: "batch", from: 1000, to: max });
@@ -422,6 +429,7 @@ export async function runMemory(
       const at10000 = await settle();
       res.at10000Bytes = at10000.settled;
       res.at10000PeakBytes = at10000.peak;
+      res.at10000AnonBytes = at10000.anon;
       res.bytesPerLease = (res.at10000Bytes - at1000.settled) / (max - 1000);
     }
     await w.call({ cmd: "delete", mode: "batch", from: 0, to: max });

@@ -245,11 +245,24 @@ export function formatTable(r: Results): string {
   }
   if (r.memory) {
     const m = r.memory;
-    const peak = (b: number | undefined): string => (b === undefined ? "" : `peak ${fmtMb(b)}`);
-    rows.push(["flanneld RSS idle", fmtMb(m.idleBytes), peak(m.idlePeakBytes), ""]);
-    rows.push(["flanneld RSS at 1000 leases", fmtMb(m.at1000Bytes), peak(m.at1000PeakBytes), ""]);
+    const peak = (b: number | undefined, anon: number | undefined): string =>
+      [b === undefined ? "" : `peak ${fmtMb(b)}`, anon === undefined ? "" : `anon ${fmtMb(anon)}`]
+        .filter((x) => x !== "")
+        .join(", ");
+    rows.push(["flanneld RSS idle", fmtMb(m.idleBytes), peak(m.idlePeakBytes, m.idleAnonBytes), ""]);
+    rows.push([
+      "flanneld RSS at 1000 leases",
+      fmtMb(m.at1000Bytes),
+      peak(m.at1000PeakBytes, m.at1000AnonBytes),
+      "",
+    ]);
     if (m.at10000Bytes !== undefined)
-      rows.push(["flanneld RSS at 10,000 leases", fmtMb(m.at10000Bytes), peak(m.at10000PeakBytes), ""]);
+      rows.push([
+        "flanneld RSS at 10,000 leases",
+        fmtMb(m.at10000Bytes),
+        peak(m.at10000PeakBytes, m.at10000AnonBytes),
+        "",
+      ]);
     if (m.bytesPerLease !== undefined) {
       rows.push([
         "RSS growth per lease (1000 → 10,000)",

@@ -26,9 +26,19 @@ export function cpuMs(pid: number): number | undefined {
 
 /** VmRSS of a process in bytes; undefined when it is gone. */
 export function rssBytes(pid: number): number | undefined {
+  return rssParts(pid)?.rss;
+}
+
+/**
+ * VmRSS and its two parts that matter here: RssAnon (heap, stacks — what the process itself allocated) and
+ * RssFile (mapped pages of files, mostly the `node` binary, shared with every other Node process).
+ */
+export function rssParts(pid: number): { rss: number; anon: number; file: number } | undefined {
   try {
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) * 1024 : undefined;
+    const text = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (field: string): number =>
+      Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN) * 1024;
+    return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
   } catch {
     return undefined;
   }
