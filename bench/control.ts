@@ -45,6 +45,11 @@ export interface Scenario {
   totalMs: number;
   /** From the last write's acknowledgement until the kernel matched (not for cold). */
   afterLastWriteMs?: number;
+  /**
+   * Batched scenarios: the writer's time for the same transactions with no flanneld running, measured in the
+   * same run just before flanneld starts: what etcd and the writer take on their own, the floor of totalMs.
+   */
+  writerAloneMs?: number;
   /** flanneld utime+stime during the scenario. */
   cpuMs: number;
   /** flanneld VmRSS at the end. */
@@ -287,7 +292,13 @@ export async function runControl(
   const w = cluster.w();
   await cluster.setBackend(backend);
   await w.call({ cmd: "grant", n });
-  // Seed for the cold start (not timed).
+  // The batched writes alone, with no flanneld watching (their floor), then the seed for the cold start.
+  const alone: Partial<Record<Scenario["name"], number>> = {};
+  if (want.has("batched-removal") || want.has("batched")) {
+    const span = (r: Record<string, unknown>): number => Number(r.tEnd) - Number(r.t0);
+    alone.batched = span(await w.call({ cmd: "put", mode: "batch", from: 0, to: n }));
+    alone["batched-removal"] = span(await w.call({ cmd: "delete", mode: "batch", from: 0, to: n }));
+  }
   await w.call({ cmd: "put", mode: "batch", from: 0, to: n });
   const node = cluster.newNode();
   try {
@@ -323,6 +334,7 @@ export async function runControl(
         backend,
         totalMs: r.t - Number(wr.t0),
         afterLastWriteMs: r.t - Number(wr.tEnd),
+        ...(alone[name] === undefined ? {} : { writerAloneMs: alone[name] }),
         cpuMs: (cpuMs(node.pid) ?? NaN) - cpu0,
         rssBytes: rssBytes(node.pid) ?? NaN,
       };

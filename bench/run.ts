@@ -239,7 +239,12 @@ export function formatTable(r: Results): string {
     rows.push([
       `${label}, ${s.leases} leases, ${s.backend}`,
       `${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}`,
-      s.afterLastWriteMs === undefined ? "" : fmtMs(s.afterLastWriteMs),
+      [
+        s.afterLastWriteMs === undefined ? "" : fmtMs(s.afterLastWriteMs),
+        s.writerAloneMs === undefined ? "" : `writer alone ${fmtMs(s.writerAloneMs)}`,
+      ]
+        .filter((x) => x !== "")
+        .join("; "),
       fmtMs(s.cpuMs),
     ]);
   }
