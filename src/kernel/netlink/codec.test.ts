@@ -102,7 +102,19 @@ test("MAC addresses", () => {
   assert.equal(nl.bytesToMac(nl.macToBytes("0E:2A:00:01:02:ff")), "0e:2a:00:01:02:ff");
   assert.equal(nl.bytesToMac(Buffer.alloc(4)), "");
   assert.throws(() => nl.macToBytes("0e:2a:00:01:02"), /Invalid MAC address "0e:2a:00:01:02"/);
-  for (const bad of ["0e:2a:00:01:02:0g", "0e-2a-00-01-02-03", "0e:2a:00:01:02:03:", "e:2a:00:01:02:03", ""])
+  for (const bad of [
+    "0e:2a:00:01:02:0g",
+    "0e-2a-00-01-02-03",
+    "0e:2a:00:01:02:03:",
+    "e:2a:00:01:02:03",
+    "",
+    // Characters next to the hex ranges, and a separator one off from ':'.
+    "0e:2a:00:01:02:@0",
+    "0e:2a:00:01:02:`0",
+    "0e:2a:00:01:02:/0",
+    "0e;2a:00:01:02:03",
+    "0e:2a:00:01:02:03 ",
+  ])
     assert.throws(() => nl.macToBytes(bad), /Invalid MAC address/, bad);
   assert.deepEqual([...nl.macToBytes("ff:00:7f:80:a5:5a")], [0xff, 0, 0x7f, 0x80, 0xa5, 0x5a]);
 });

@@ -72,8 +72,12 @@ function familyOf(af: number): Family | undefined {
 function ipAttr(type: number, ip: IpAddr): nl.Attr {
   if (ip.family === 4) {
     // The same 4 bytes as ip.toBytes(), without a BigInt step per byte (thousands per batch).
+    const v = Number(ip.value);
     const data = Buffer.allocUnsafe(4);
-    data.writeUInt32BE(Number(ip.value), 0);
+    data[0] = v >>> 24;
+    data[1] = (v >>> 16) & 0xff;
+    data[2] = (v >>> 8) & 0xff;
+    data[3] = v & 0xff;
     return nl.bytes(type, data);
   }
   return nl.bytes(type, ip.toBytes());

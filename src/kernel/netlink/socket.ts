@@ -384,9 +384,9 @@ export class NetlinkSocket {
         const len = NLMSG_HDRLEN + r.body.length;
         const ack = i === end - 1 ? NLM_F_ACK : 0; // see above: only the last one is acked
         writeMsgHeader(buf, off, len, r.type, NLM_F_REQUEST | ack | r.flags, this.seq);
-        r.body.copy(buf, off + NLMSG_HDRLEN);
+        buf.set(r.body, off + NLMSG_HDRLEN);
         const padded = (len + 3) & ~3;
-        if (padded > len) buf.fill(0, off + len, off + padded);
+        for (let p = off + len; p < off + padded; p++) buf[p] = 0;
         off += padded;
         seqOf.set(this.seq, i);
       }
