@@ -31,7 +31,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Netns, vethPair } from "../test/helpers/netns.ts";
 import { startEtcd, type EtcdServer } from "../test/helpers/etcd.ts";
-import { Agent, cpuMs, nowMs, REPO, rssBytes, rssParts, sleepMs } from "./util.ts";
+import { Agent, cpuMs, cpuParts, nowMs, REPO, rssBytes, rssParts, sleepMs } from "./util.ts";
 
 export const ETCD_IP = "172.16.255.254";
 export const NODE_ADDR = "172.16.0.1/16";
@@ -52,6 +52,8 @@ export interface Scenario {
   writerAloneMs?: number;
   /** flanneld utime+stime during the scenario. */
   cpuMs: number;
+  /** The stime part of cpuMs: flanneld's time in the kernel (its netlink writes among it). */
+  sysMs?: number;
   /** flanneld VmRSS at the end. */
   rssBytes: number;
   timedOut?: boolean;
@@ -310,6 +312,7 @@ export async function runControl(
       backend,
       totalMs: r0.t - node.spawnedAt,
       cpuMs: cpuMs(node.pid) ?? NaN,
+      sysMs: cpuParts(node.pid)?.sys ?? NaN,
       rssBytes: rssBytes(node.pid) ?? NaN,
     };
     if (r0.timedOut) cold.timedOut = true;
@@ -324,6 +327,7 @@ export async function runControl(
       if (gaveUp) return;
       await sleepMs(300); // let the previous pass and GC settle
       const cpu0 = cpuMs(node.pid) ?? NaN;
+      const sys0 = cpuParts(node.pid)?.sys ?? NaN;
       const wait = waitRoutes(node, target, timeoutMs);
       wait.catch(() => undefined); // awaited below; a flanneld that dies meanwhile must not be "unhandled"
       const wr = await w.call(cmd);
@@ -336,6 +340,7 @@ export async function runControl(
         afterLastWriteMs: r.t - Number(wr.tEnd),
         ...(alone[name] === undefined ? {} : { writerAloneMs: alone[name] }),
         cpuMs: (cpuMs(node.pid) ?? NaN) - cpu0,
+        sysMs: (cpuParts(node.pid)?.sys ?? NaN) - sys0,
         rssBytes: rssBytes(node.pid) ?? NaN,
       };
       if (r.timedOut) s.timedOut = gaveUp = true;

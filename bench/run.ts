@@ -245,7 +245,7 @@ export function formatTable(r: Results): string {
       ]
         .filter((x) => x !== "")
         .join("; "),
-      fmtMs(s.cpuMs),
+      `${fmtMs(s.cpuMs)}${s.sysMs === undefined ? "" : ` (sys ${fmtMs(s.sysMs)})`}`,
     ]);
   }
   if (r.memory) {

@@ -15,10 +15,16 @@ const CLK_TCK = 100;
 
 /** utime + stime of a process in milliseconds (10 ms resolution); undefined when it is gone. */
 export function cpuMs(pid: number): number | undefined {
+  const c = cpuParts(pid);
+  return c === undefined ? undefined : c.user + c.sys;
+}
+
+/** utime and stime (time in the kernel: netlink writes, reads, forks) in milliseconds; all threads. */
+export function cpuParts(pid: number): { user: number; sys: number } | undefined {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = text.slice(text.lastIndexOf(")") + 2).split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+    return { user: (Number(f[11]) * 1000) / CLK_TCK, sys: (Number(f[12]) * 1000) / CLK_TCK };
   } catch {
     return undefined;
   }
