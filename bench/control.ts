@@ -31,14 +31,57 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Netns, vethPair } from "../test/helpers/netns.ts";
 import { startEtcd, type EtcdServer } from "../test/helpers/etcd.ts";
-import { Agent, cpuMs, cpuParts, nowMs, REPO, rssBytes, rssParts, sleepMs } from "./util.ts";
+import { Agent, cpuMs, cpuParts, median, nowMs, REPO, rssBytes, rssParts, sleepMs } from "./util.ts";
 
 export const ETCD_IP = "172.16.255.254";
 export const NODE_ADDR = "172.16.0.1/16";
 export const PREFIX = "/coreos.com/network";
 
+/** Medians of repeated runs of one scenario (same name, lease count and backend). */
+export interface ScenarioGroup {
+  median: Scenario;
+  runs: Scenario[];
+}
+
+/**
+ * Groups repeated runs of each scenario in first-seen order; `median` holds each figure's median over the
+ * runs (a run that timed out makes the group's median time out too).
+ */
+export function groupScenarios(list: readonly Scenario[]): ScenarioGroup[] {
+  const groups = new Map<string, Scenario[]>();
+  for (const s of list) {
+    const k = `${s.name}|${s.leases}|${s.backend}`;
+    const g = groups.get(k);
+    if (g === undefined) groups.set(k, [s]);
+    else g.push(s);
+  }
+  const med = (runs: Scenario[], f: (s: Scenario) => number | undefined): number | undefined => {
+    const v = runs.map(f).filter((x): x is number => x !== undefined);
+    return v.length === 0 ? undefined : median(v);
+  };
+  return [...groups.values()].map((runs) => {
+    const first = runs[0] as Scenario;
+    const m: Scenario = {
+      ...first,
+      totalMs: med(runs, (s) => s.totalMs) as number,
+      cpuMs: med(runs, (s) => s.cpuMs) as number,
+      rssBytes: med(runs, (s) => s.rssBytes) as number,
+    };
+    for (const key of ["afterLastWriteMs", "writerAloneMs", "sysMs"] as const) {
+      const v = med(runs, (s) => s[key]);
+      if (v === undefined) delete m[key];
+      else m[key] = v;
+    }
+    delete m.round;
+    if (runs.some((s) => s.timedOut === true)) m.timedOut = true;
+    return { median: m, runs };
+  });
+}
+
 export interface Scenario {
   name: "cold" | "batched" | "batched-removal" | "streamed" | "streamed-removal";
+  /** Which repetition of the scenario this is (1-based), when the bench repeats it. */
+  round?: number;
   leases: number;
   backend: string;
   /** From the first write (cold: flanneld spawn) until the kernel matched. */

@@ -2,7 +2,7 @@
 // bench/results/<date>.json (with the machine, the date and the commit) and a convergence plot (SVG).
 //
 //   node --import tsx bench/run.ts [--quick] [--only control|memory|cni|datapath] [--cpu-prof DIR]
-//                                  [--leases 1000,10000] [--scenarios cold,streamed,...]
+//                                  [--leases 1000,10000] [--scenarios cold,streamed,...] [--repeat N]
 //
 // Needs root (network namespaces), `npm run build` (bin/flanneld, bin/flannel), etcd, iperf3 and the CNI
 // reference plugins. Every namespace it makes is prefixed fts-p and deleted at the end, also on failure.
@@ -20,6 +20,7 @@ import {
   runStartup,
   type MemoryResult,
   type Scenario,
+  groupScenarios,
 } from "./control.ts";
 import { runDatapath, type DatapathResult } from "./datapath.ts";
 import { convergenceSvg } from "./svg.ts";
@@ -55,6 +56,8 @@ interface Options {
   /** Control-plane lease counts (vxlan) instead of the plan; for profiling one size. */
   leases?: number[];
   scenarios?: Scenario["name"][];
+  /** Runs of each control-plane size; the table shows medians. Default: 3 for 1000 leases (vxlan), else 1. */
+  repeat?: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -63,6 +66,7 @@ function parseArgs(argv: string[]): Options {
   let cpuProf: string | undefined;
   let leases: number[] | undefined;
   let scenarios: Scenario["name"][] | undefined;
+  let repeat: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] as string;
     if (a === "--quick") quick = true;
@@ -86,9 +90,14 @@ function parseArgs(argv: string[]): Options {
       const bad = scenarios.find((s) => !SCENARIOS.includes(s));
       if (bad !== undefined)
         throw new Error(`Unknown scenario ${JSON.stringify(bad)}: use one of ${SCENARIOS.join(", ")}`);
+    } else if (a === "--repeat") {
+      const v = argv[++i] ?? "";
+      repeat = Number(v);
+      if (!Number.isInteger(repeat) || repeat < 1)
+        throw new Error(`Invalid --repeat ${JSON.stringify(v)}: use a positive integer, e.g. 3`);
     } else
       throw new Error(
-        `Unknown argument ${JSON.stringify(a)}: use --quick, --only SECTION, --cpu-prof DIR, --leases N,..., --scenarios S,...`,
+        `Unknown argument ${JSON.stringify(a)}: use --quick, --only SECTION, --cpu-prof DIR, --leases N,..., --scenarios S,..., --repeat N`,
       );
   }
   return {
@@ -97,6 +106,7 @@ function parseArgs(argv: string[]): Options {
     ...(cpuProf ? { cpuProf } : {}),
     ...(leases ? { leases } : {}),
     ...(scenarios ? { scenarios } : {}),
+    ...(repeat !== undefined ? { repeat } : {}),
   };
 }
 
@@ -156,34 +166,41 @@ async function main(): Promise<void> {
           res.startupMs = await runStartup(cluster, opts.quick ? 2 : 5, "vxlan");
         }
         res.control = [];
-        const plan: [number, string][] = opts.leases
-          ? opts.leases.map((n) => [n, "vxlan"])
-          : opts.quick
-            ? [
-                [100, "vxlan"],
-                [1000, "vxlan"],
-              ]
-            : [
-                [100, "vxlan"],
-                [1000, "vxlan"],
-                [1000, "host-gw"],
-                [3000, "vxlan"],
-                [10_000, "vxlan"],
-              ];
-        for (const [n, backend] of plan) {
-          log(`control: ${n} leases, ${backend}`);
-          await runControl(
-            cluster,
-            n,
-            backend,
-            (s) => {
-              res.control?.push(s);
-              log(
-                `  ${s.name}: ${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}, cpu ${fmtMs(s.cpuMs)}`,
-              );
-            },
-            opts.scenarios ? { scenarios: opts.scenarios } : {},
-          );
+        // [leases, backend, runs]: the sizes with targets (1000 leases, vxlan) run three times, as single runs
+        // on this shared machine moved by up to 1.5× between runs.
+        type Step = [leases: number, backend: string, runs: number];
+        const defaults: Step[] = opts.quick
+          ? [
+              [100, "vxlan", 1],
+              [1000, "vxlan", 3],
+            ]
+          : [
+              [100, "vxlan", 1],
+              [1000, "vxlan", 3],
+              [1000, "host-gw", 1],
+              [3000, "vxlan", 1],
+              [10_000, "vxlan", 1],
+            ];
+        const plan: Step[] = opts.leases
+          ? opts.leases.map((n) => [n, "vxlan", opts.repeat ?? 1])
+          : defaults.map(([n, backend, runs]) => [n, backend, opts.repeat ?? runs]);
+        for (const [n, backend, runs] of plan) {
+          for (let round = 1; round <= runs; round++) {
+            log(`control: ${n} leases, ${backend}${runs > 1 ? ` (run ${round} of ${runs})` : ""}`);
+            await runControl(
+              cluster,
+              n,
+              backend,
+              (s) => {
+                if (runs > 1) s.round = round;
+                res.control?.push(s);
+                log(
+                  `  ${s.name}: ${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}, cpu ${fmtMs(s.cpuMs)}`,
+                );
+              },
+              opts.scenarios ? { scenarios: opts.scenarios } : {},
+            );
+          }
         }
       }
       if (has("memory")) {
@@ -228,7 +245,10 @@ export function formatTable(r: Results): string {
   const head = `${String(mach.cpus)}× ${String(mach.cpu)}, ${(Number(mach.memoryBytes) / 2 ** 30).toFixed(0)} GB, Linux ${String(mach.kernel)}, Node ${String(mach.node)}, load ${(mach.loadavgAtStart as number[]).map((x) => x.toFixed(1)).join(" ")}`;
   if (r.startupMs)
     rows.push(["daemon start → subnet.env written (median)", fmtMs(median(r.startupMs)), "", ""]);
-  for (const s of r.control ?? []) {
+  for (const { median: s, runs } of groupScenarios(r.control ?? [])) {
+    // Repeated runs: the median, then every run in the order they ran.
+    const each = (f: (x: Scenario) => number | undefined): string =>
+      runs.length > 1 ? ` (${runs.map((x) => fmtMs(f(x) ?? NaN)).join(", ")})` : "";
     const label = {
       cold: "cold start → all routes",
       batched: "batched add (100/txn) → all routes",
@@ -237,15 +257,17 @@ export function formatTable(r: Results): string {
       "streamed-removal": "streamed removal → no routes",
     }[s.name];
     rows.push([
-      `${label}, ${s.leases} leases, ${s.backend}`,
-      `${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}`,
+      `${label}, ${s.leases} leases, ${s.backend}${runs.length > 1 ? `, median of ${runs.length}` : ""}`,
+      `${fmtMs(s.totalMs)}${s.timedOut ? " (timed out)" : ""}${each((x) => x.totalMs)}`,
       [
-        s.afterLastWriteMs === undefined ? "" : fmtMs(s.afterLastWriteMs),
+        s.afterLastWriteMs === undefined
+          ? ""
+          : `${fmtMs(s.afterLastWriteMs)}${each((x) => x.afterLastWriteMs)}`,
         s.writerAloneMs === undefined ? "" : `writer alone ${fmtMs(s.writerAloneMs)}`,
       ]
         .filter((x) => x !== "")
         .join("; "),
-      `${fmtMs(s.cpuMs)}${s.sysMs === undefined ? "" : ` (sys ${fmtMs(s.sysMs)})`}`,
+      `${fmtMs(s.cpuMs)}${each((x) => x.cpuMs)}${s.sysMs === undefined ? "" : `; sys ${fmtMs(s.sysMs)}`}`,
     ]);
   }
   if (r.memory) {

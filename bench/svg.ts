@@ -1,7 +1,7 @@
 // The convergence plot: time until the kernel matched, against the number of leases, one line per
 // scenario (vxlan), on log–log axes. Plain SVG text, no dependencies.
 
-import type { Scenario } from "./control.ts";
+import { groupScenarios, type Scenario } from "./control.ts";
 
 const COLORS: Record<Scenario["name"], string> = {
   cold: "#1f77b4",
@@ -12,7 +12,10 @@ const COLORS: Record<Scenario["name"], string> = {
 };
 
 export function convergenceSvg(scenarios: readonly Scenario[], date: string, commit: string): string {
-  const pts = scenarios.filter((s) => s.backend === "vxlan" && s.totalMs > 0 && !s.timedOut);
+  // Repeated runs are drawn as their median.
+  const pts = groupScenarios(scenarios)
+    .map((g) => g.median)
+    .filter((s) => s.backend === "vxlan" && s.totalMs > 0 && !s.timedOut);
   const W = 640;
   const H = 400;
   const L = 70;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the test suite with node:test through tsx. Node 20's --test takes no globs, so the files are listed here.
 //   node scripts/test.mjs            all tests (unit + kernel + cluster; the latter need root and skip without it)
-//   node scripts/test.mjs --unit     only the unit tests beside the sources (no root, no kernel)
+//   node scripts/test.mjs --unit     only the unit tests beside the sources and in bench/ (no root, no kernel)
 //   node scripts/test.mjs FILE...    just those files
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
@@ -27,8 +27,8 @@ function walk(dir, out) {
   return out;
 }
 
-const files = explicit.length > 0 ? explicit : walk("src", unitOnly ? [] : walk("test", []));
-if (unitOnly) files.splice(0, files.length, ...walk("src", []));
+// bench/ holds unit tests of the benchmark's own arithmetic (no root, no kernel).
+const files = explicit.length > 0 ? explicit : walk("src", walk("bench", unitOnly ? [] : walk("test", [])));
 if (files.length === 0) {
   console.error("no test files found");
   process.exit(1);
