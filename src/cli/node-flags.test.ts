@@ -33,3 +33,18 @@ test("bin/flanneld runs as a program (env -S splits the #! line)", (t) => {
   assert.equal(res.status, 0, res.stderr);
   assert.match(res.stderr, /^v\d/);
 });
+
+test("the usage line names flanneld, also when the bundle is started directly (the image's launcher)", (t) => {
+  const dist = join(root, "dist", "flanneld.js");
+  try {
+    readFileSync(dist);
+  } catch {
+    t.skip("dist/flanneld.js is not built (npm run build)");
+    return;
+  }
+  const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
+  for (const cmd of [[join(root, "bin", "flanneld")], [process.execPath, ...FLANNELD_NODE_FLAGS, dist]]) {
+    const res = spawnSync(cmd[0] as string, [...cmd.slice(1), "--help"], { encoding: "utf8", env });
+    assert.match(res.stderr, /^Usage: flanneld \[OPTION\]\.\.\.\n/, cmd.join(" "));
+  }
+});
