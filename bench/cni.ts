@@ -17,7 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Netns } from "../test/helpers/netns.ts";
-import { median, quantile, REPO } from "./util.ts";
+import { median, onInterrupt, quantile, REPO, sleepMs } from "./util.ts";
 
 export interface LatencyStats {
   medianMs: number;
@@ -43,6 +43,12 @@ export async function runCni(pods: number): Promise<CniResult> {
   const dir = mkdtempSync(join(tmpdir(), "fts-p-cni-"));
   const node = Netns.create("fts-p");
   const podNs: Netns[] = [];
+  const cleanUp = (): void => {
+    for (const ns of podNs) ns.delete();
+    node.delete();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const unregister = onInterrupt(cleanUp);
   try {
     const subnetFile = join(dir, "subnet.env");
     writeFileSync(
@@ -112,10 +118,12 @@ export async function runCni(pods: number): Promise<CniResult> {
       fAdd.push(exec(flannelBin, "ADD", f, `f${i}`, flannelConf));
       bAdd.push(exec(bridgeBin, "ADD", b, `b${i}`, bridgeConf));
       nodeStart.push(startNode());
+      await sleepMs(0); // between pods, not inside a measurement: lets Ctrl-C be handled (the execs are sync)
     }
     for (const { f, b, i } of pairs) {
       fDel.push(exec(flannelBin, "DEL", f, `f${i}`, flannelConf));
       bDel.push(exec(bridgeBin, "DEL", b, `b${i}`, bridgeConf));
+      await sleepMs(0);
     }
     const res: CniResult = {
       pods,
@@ -128,8 +136,7 @@ export async function runCni(pods: number): Promise<CniResult> {
     };
     return res;
   } finally {
-    for (const ns of podNs) ns.delete();
-    node.delete();
-    rmSync(dir, { recursive: true, force: true });
+    cleanUp();
+    unregister();
   }
 }

@@ -31,7 +31,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Netns, vethPair } from "../test/helpers/netns.ts";
 import { startEtcd, type EtcdServer } from "../test/helpers/etcd.ts";
-import { Agent, cpuMs, cpuParts, median, nowMs, REPO, rssBytes, rssParts, sleepMs } from "./util.ts";
+import {
+  Agent,
+  cpuMs,
+  cpuParts,
+  median,
+  nowMs,
+  onInterrupt,
+  REPO,
+  rssBytes,
+  rssParts,
+  sleepMs,
+} from "./util.ts";
 
 export const ETCD_IP = "172.16.255.254";
 export const NODE_ADDR = "172.16.0.1/16";
@@ -119,12 +130,14 @@ export class FlanneldNode {
   readonly dir: string;
   child: ChildProcess | undefined;
   spawnedAt = 0;
+  private readonly unregister: () => void;
 
   constructor(
     readonly cluster: ControlCluster,
     readonly index: number,
   ) {
     this.ns = Netns.create("fts-p");
+    this.unregister = onInterrupt(() => this.destroy());
     // subnet.env lives where it does on a node, in memory (/run is a tmpfs on systemd hosts; here /run is on
     // disk, so /dev/shm stands in): its fsync then costs nothing, as in production, instead of ~25 ms of ext4.
     this.dir = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "fts-p-node-"));
@@ -134,6 +147,8 @@ export class FlanneldNode {
       this.probe = new Agent(this.ns.name, "probe");
     } catch (err) {
       this.ns.delete();
+      rmSync(this.dir, { recursive: true, force: true });
+      this.unregister();
       throw err;
     }
   }
@@ -225,6 +240,7 @@ export class FlanneldNode {
     await this.probe.close().catch(() => undefined);
     this.ns.delete();
     rmSync(this.dir, { recursive: true, force: true });
+    this.unregister();
   }
 }
 
@@ -240,8 +256,11 @@ export class ControlCluster {
   /** Where flanneld writes CPU profiles (node --cpu-prof); undefined: no profiling. */
   cpuProfDir: string | undefined;
 
+  private readonly unregister: () => void;
+
   private constructor() {
     this.ul = Netns.create("fts-p");
+    this.unregister = onInterrupt(() => this.destroy());
   }
 
   static async create(backend: string): Promise<ControlCluster> {
@@ -294,6 +313,7 @@ export class ControlCluster {
     await this.writer?.close().catch(() => undefined);
     await this.etcd?.stop().catch(() => undefined);
     this.ul.delete();
+    this.unregister();
   }
 }
 

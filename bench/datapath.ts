@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Lab } from "../src/ctl/lab/lab.ts";
+import { onInterrupt } from "./util.ts";
 
 export interface DatapathResult {
   backend: string;
@@ -18,6 +19,11 @@ export interface DatapathResult {
 export async function runDatapath(backend: string, seconds: number): Promise<DatapathResult> {
   const stateDir = join(mkdtempSync(join(tmpdir(), "fts-p-dp-")), "lab");
   const lab = Lab.create(stateDir);
+  const cleanUp = async (): Promise<void> => {
+    await lab.down();
+    rmSync(join(stateDir, ".."), { recursive: true, force: true });
+  };
+  const unregister = onInterrupt(cleanUp);
   try {
     await lab.up({ prefix: "fts-pd", nodes: 2, podsPerNode: 1, backend, stateDir });
     const t = await lab.throughput({ seconds });
@@ -36,7 +42,7 @@ export async function runDatapath(backend: string, seconds: number): Promise<Dat
       error: err instanceof Error ? err.message : String(err),
     };
   } finally {
-    await lab.down();
-    rmSync(join(stateDir, ".."), { recursive: true, force: true });
+    await cleanUp();
+    unregister();
   }
 }

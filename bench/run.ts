@@ -5,7 +5,8 @@
 //                                  [--leases 1000,10000] [--scenarios cold,streamed,...] [--repeat N]
 //
 // Needs root (network namespaces), `npm run build` (bin/flanneld, bin/flannel), etcd, iperf3 and the CNI
-// reference plugins. Every namespace it makes is prefixed fts-p and deleted at the end, also on failure.
+// reference plugins. Every namespace it makes is prefixed fts-p and deleted at the end, also on failure; on
+// Ctrl-C or SIGTERM it stops the processes it started, deletes its namespaces and directories, and exits.
 // Benchmarks print figures; they never fail on a target (targets are in docs/performance.md).
 
 import { execFileSync } from "node:child_process";
@@ -24,7 +25,7 @@ import {
 } from "./control.ts";
 import { runDatapath, type DatapathResult } from "./datapath.ts";
 import { convergenceSvg } from "./svg.ts";
-import { BENCH_DIR, fmtMb, fmtMs, median, REPO } from "./util.ts";
+import { BENCH_DIR, fmtMb, fmtMs, handleInterrupts, interrupted, median, REPO } from "./util.ts";
 
 type Section = "control" | "memory" | "cni" | "datapath";
 const SECTIONS: readonly Section[] = ["control", "memory", "cni", "datapath"];
@@ -141,6 +142,7 @@ const log = (s: string): void => void process.stderr.write(`${s}\n`);
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error("bench/run.ts needs root (network namespaces)");
+  handleInterrupts(log);
   for (const f of ["flanneld.js", "flannel.js"]) {
     if (!existsSync(join(REPO, "dist", f)))
       throw new Error(`dist/${f} is missing: run \`npm run build\` first`);
@@ -341,6 +343,7 @@ export function formatTable(r: Results): string {
 }
 
 main().catch((err: unknown) => {
+  if (interrupted()) return; // the interrupt handler is tearing the run down and exits
   process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exitCode = 1;
 });

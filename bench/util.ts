@@ -1,7 +1,7 @@
 // Small pieces every benchmark section uses: child agents inside namespaces, /proc readings, statistics.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
@@ -50,6 +50,90 @@ export function rssParts(pid: number): { rss: number; anon: number; file: number
   }
 }
 
+// ------------------------------------------------------------------------------------------ interruption
+
+/** What to undo if the bench is interrupted: each section registers its namespaces, directories and lab. */
+const undoOnInterrupt = new Set<() => void | Promise<void>>();
+
+/** Registers `undo` to run on SIGINT/SIGTERM; the returned function unregisters it (call it once done). */
+export function onInterrupt(undo: () => void | Promise<void>): () => void {
+  undoOnInterrupt.add(undo);
+  return () => void undoOnInterrupt.delete(undo);
+}
+
+/** PIDs of this process's descendants (children, their children, …), from /proc. */
+function descendants(): number[] {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(entry));
+      children.set(ppid, list);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number): void => {
+    for (const c of children.get(pid) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(process.pid);
+  return out;
+}
+
+function signalDescendants(sig: NodeJS.Signals): void {
+  for (const pid of descendants()) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/**
+ * On SIGINT (Ctrl-C) or SIGTERM: stops the processes the bench started (its own descendants, by PID), runs
+ * every registered undo (namespaces, directories, the lab), then exits 130/143. Without it an interrupted run
+ * left etcd running and its namespaces behind.
+ */
+let stopping = false;
+
+/** True once SIGINT/SIGTERM has been received: the errors of the run being torn down are then expected. */
+export function interrupted(): boolean {
+  return stopping;
+}
+
+export function handleInterrupts(log: (s: string) => void): void {
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = true;
+    log(`bench: ${sig}: stopping its processes, deleting its namespaces`);
+    void (async (): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      // The section that was running goes on until its next step fails and may make more before it does:
+      // repeat until nothing is left to undo.
+      do {
+        signalDescendants("SIGTERM");
+        const undos = [...undoOnInterrupt].reverse();
+        undoOnInterrupt.clear();
+        const all = Promise.allSettled(undos.map((u) => Promise.resolve().then(u)));
+        await Promise.race([all, sleepMs(Math.max(0, deadline - Date.now()))]);
+        await sleepMs(200);
+      } while (undoOnInterrupt.size > 0 && Date.now() < deadline);
+      signalDescendants("SIGKILL");
+      process.exit(sig === "SIGINT" ? 130 : 143);
+    })();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
 /** A bench/agent.ts child running inside a namespace; `call` sends one command and awaits its answer. */
 export class Agent {
   private readonly child: ChildProcess;
@@ -67,6 +151,8 @@ export class Agent {
       this.pending.shift()?.(JSON.parse(line) as Record<string, unknown>);
     });
     this.child.stderr?.on("data", (b: Buffer) => (this.stderr = (this.stderr + b.toString()).slice(-4000)));
+    // A command written to an agent that has just died fails with EPIPE; its exit answers the pending call.
+    this.child.stdin?.on("error", () => undefined);
     this.child.on("exit", () => {
       this.exited = true;
       for (const p of this.pending.splice(0)) p({ error: `agent exited: ${this.stderr}` });
