@@ -61,8 +61,8 @@ export function onInterrupt(undo: () => void | Promise<void>): () => void {
   return () => void undoOnInterrupt.delete(undo);
 }
 
-/** PIDs of this process's descendants (children, their children, …), from /proc. */
-function descendants(): number[] {
+/** PIDs of `root`'s descendants (children, their children, …), from /proc. */
+export function descendantsOf(root: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -83,12 +83,12 @@ function descendants(): number[] {
       walk(c);
     }
   };
-  walk(process.pid);
+  walk(root);
   return out;
 }
 
 function signalDescendants(sig: NodeJS.Signals): void {
-  for (const pid of descendants()) {
+  for (const pid of descendantsOf(process.pid)) {
     try {
       process.kill(pid, sig);
     } catch {
@@ -97,11 +97,6 @@ function signalDescendants(sig: NodeJS.Signals): void {
   }
 }
 
-/**
- * On SIGINT (Ctrl-C) or SIGTERM: stops the processes the bench started (its own descendants, by PID), runs
- * every registered undo (namespaces, directories, the lab), then exits 130/143. Without it an interrupted run
- * left etcd running and its namespaces behind.
- */
 let stopping = false;
 
 /** True once SIGINT/SIGTERM has been received: the errors of the run being torn down are then expected. */
@@ -109,6 +104,11 @@ export function interrupted(): boolean {
   return stopping;
 }
 
+/**
+ * On SIGINT (Ctrl-C) or SIGTERM: stops the processes the bench started (its own descendants, by PID), runs
+ * every registered undo (namespaces, directories, the lab), then exits 130/143. Without it an interrupted run
+ * left etcd running and its namespaces behind.
+ */
 export function handleInterrupts(log: (s: string) => void): void {
   const onSignal = (sig: NodeJS.Signals): void => {
     if (stopping) return;

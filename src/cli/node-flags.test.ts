@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -19,32 +19,26 @@ test("bin/flanneld and the image's /opt/bin/flanneld start Node with FLANNELD_NO
   );
 });
 
-test("bin/flanneld runs as a program (env -S splits the #! line)", (t) => {
-  const dist = join(root, "dist", "flanneld.js");
-  try {
-    readFileSync(dist);
-  } catch {
-    t.skip("dist/flanneld.js is not built (npm run build)");
-    return;
-  }
-  const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
+const dist = join(root, "dist", "flanneld.js");
+const built = existsSync(dist) ? false : "dist/flanneld.js is not built (npm run build)";
+const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
+
+test("bin/flanneld runs as a program (env -S splits the #! line)", { skip: built }, () => {
   // --version prints on stderr, as upstream's does.
   const res = spawnSync(join(root, "bin", "flanneld"), ["--version"], { encoding: "utf8", env });
   assert.equal(res.status, 0, res.stderr);
   assert.match(res.stderr, /^v\d/);
 });
 
-test("the usage line names flanneld, also when the bundle is started directly (the image's launcher)", (t) => {
-  const dist = join(root, "dist", "flanneld.js");
-  try {
-    readFileSync(dist);
-  } catch {
-    t.skip("dist/flanneld.js is not built (npm run build)");
-    return;
-  }
-  const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
-  for (const cmd of [[join(root, "bin", "flanneld")], [process.execPath, ...FLANNELD_NODE_FLAGS, dist]]) {
-    const res = spawnSync(cmd[0] as string, [...cmd.slice(1), "--help"], { encoding: "utf8", env });
-    assert.match(res.stderr, /^Usage: flanneld \[OPTION\]\.\.\.\n/, cmd.join(" "));
-  }
-});
+test(
+  "the usage line names flanneld, also when the bundle is started directly (the image's launcher)",
+  {
+    skip: built,
+  },
+  () => {
+    for (const cmd of [[join(root, "bin", "flanneld")], [process.execPath, ...FLANNELD_NODE_FLAGS, dist]]) {
+      const res = spawnSync(cmd[0] as string, [...cmd.slice(1), "--help"], { encoding: "utf8", env });
+      assert.match(res.stderr, /^Usage: flanneld \[OPTION\]\.\.\.\n/, cmd.join(" "));
+    }
+  },
+);

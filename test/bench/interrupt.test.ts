@@ -3,10 +3,11 @@
 
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { descendantsOf } from "../../bench/util.ts";
 import { repoRoot } from "../../src/ctl/lab/lab.ts";
 
 const root = repoRoot();
@@ -24,30 +25,6 @@ const namespacesOf = (pid: number): string[] =>
     .stdout.split("\n")
     .map((l) => l.split(" ")[0] ?? "")
     .filter((n) => n.startsWith(`fts-p-${pid}-`));
-
-/** PIDs of `pid`'s descendants, from /proc. */
-function descendantsOf(pid: number): number[] {
-  const children = new Map<number, number[]>();
-  for (const e of readdirSync("/proc")) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      children.set(ppid, [...(children.get(ppid) ?? []), Number(e)]);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const out: number[] = [];
-  const walk = (p: number): void => {
-    for (const c of children.get(p) ?? []) {
-      out.push(c);
-      walk(c);
-    }
-  };
-  walk(pid);
-  return out;
-}
 
 const cniDirs = (): string[] => readdirSync(tmpdir()).filter((f) => f.startsWith("fts-p-cni-"));
 
