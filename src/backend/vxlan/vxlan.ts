@@ -351,12 +351,18 @@ export class VxlanNetwork implements Network, ReconcileTarget {
     };
   }
 
+  /** The entries of the peer indexed under subnet key `k`, on the device of the key's family. */
+  private entriesAt(k: string, peer: Peer | undefined): DesiredPeer | undefined {
+    if (peer === undefined) return undefined;
+    const f = familyOfKey(k);
+    const v = this.vteps.find((x) => x.family === f);
+    return v && this.entriesOf(peer, v);
+  }
+
   desired(): DesiredPeer[] {
     const out: DesiredPeer[] = [];
     for (const [k, peer] of this.bySubnet) {
-      const f = familyOfKey(k);
-      const v = this.vteps.find((x) => x.family === f);
-      const d = v && this.entriesOf(peer, v);
+      const d = this.entriesAt(k, peer);
       if (d !== undefined) out.push(d);
     }
     return out;
@@ -365,10 +371,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   desiredOf(keys: ReadonlySet<string>): DesiredPeer[] {
     const out: DesiredPeer[] = [];
     for (const k of keys) {
-      const peer = this.bySubnet.get(k);
-      const f = familyOfKey(k);
-      const v = peer && this.vteps.find((x) => x.family === f);
-      const d = peer && v && this.entriesOf(peer, v);
+      const d = this.entriesAt(k, this.bySubnet.get(k));
       if (d !== undefined) out.push(d);
     }
     return out;
