@@ -14,7 +14,7 @@
 //   streamed removal. Each reports the time until the kernel matched, the time after the last write was
 //   acknowledged, and flanneld's CPU time during the scenario.
 
-import { FLANNELD_NODE_FLAGS } from "../src/cli/node-flags.ts";
+import { flanneldCommand } from "../src/cli/node-flags.ts";
 import { spawn, type ChildProcess } from "node:child_process";
 import {
   closeSync,
@@ -178,16 +178,15 @@ export class FlanneldNode {
         "netns",
         "exec",
         this.ns.name,
-        process.execPath,
-        // `--cpu-prof` of bench/run.ts: each flanneld writes a .cpuprofile there when it exits.
-        ...(this.cluster.cpuProfDir === undefined
-          ? []
-          : ["--cpu-prof", `--cpu-prof-dir=${this.cluster.cpuProfDir}`]),
-        // The flags flanneld is deployed with, then Node/V8 flags to compare (FTS_BENCH_NODE_FLAGS, later ones
-        // win: e.g. "--max-semi-space-size=16" for V8's default).
-        ...FLANNELD_NODE_FLAGS,
-        ...(process.env.FTS_BENCH_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
-        join(REPO, "bin", "flanneld"),
+        // The command flanneld is deployed with, plus Node/V8 flags: `--cpu-prof` of bench/run.ts (each
+        // flanneld writes a .cpuprofile there when it exits), then flags to compare (FTS_BENCH_NODE_FLAGS,
+        // later ones win: e.g. "--max-semi-space-size=16" for V8's default).
+        ...flanneldCommand(REPO, [
+          ...(this.cluster.cpuProfDir === undefined
+            ? []
+            : ["--cpu-prof", `--cpu-prof-dir=${this.cluster.cpuProfDir}`]),
+          ...(process.env.FTS_BENCH_NODE_FLAGS ?? "").split(" ").filter((f) => f !== ""),
+        ]),
         `--etcd-endpoints=http://${ETCD_IP}:2379`,
         "--iface=eth0",
         `--subnet-file=${this.subnetFile}`,

@@ -143,7 +143,7 @@ async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error("bench/run.ts needs root (network namespaces)");
   handleInterrupts(log);
-  for (const f of ["flanneld.js", "flannel.js"]) {
+  for (const f of ["flanneld.cjs", "flanneld.js", "flannel.js"]) {
     if (!existsSync(join(REPO, "dist", f)))
       throw new Error(`dist/${f} is missing: run \`npm run build\` first`);
   }

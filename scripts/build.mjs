@@ -6,6 +6,13 @@ import { existsSync } from "node:fs";
 
 const entries = [
   { entry: "src/cli/flanneld-main.ts", out: "dist/flanneld.js", external: true },
+  // What the launchers run: sets the V8 flags back to their defaults, then loads dist/flanneld.js.
+  {
+    entry: "src/cli/flanneld-start.ts",
+    out: "dist/flanneld.cjs",
+    external: false,
+    esbuild: { format: "cjs", banner: {} },
+  },
   { entry: "src/cni/main.ts", out: "dist/flannel.js", external: false },
   // bin/flannel runs the plugin as CommonJS, which Node starts faster than an ES module (no ESM loader).
   {

@@ -19,7 +19,7 @@ import { VERSION } from "../version.ts";
 
 async function main(): Promise<number> {
   const outcome = resolveFlanneldOptions({
-    // The image's /opt/bin/flanneld runs the bundle (dist/flanneld.js) as the main module: its name is
+    // The launchers run the start file (dist/flanneld.cjs) as the main module: its name is
     // flanneld's, without the extension.
     argv0: basename(process.argv[1] ?? "flanneld").replace(/\.[cm]?js$/, ""),
     args: process.argv.slice(2),

@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { flanneldCommand } from "../../src/cli/node-flags.ts";
 import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs, type NodePlan } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
@@ -186,14 +187,7 @@ for (const backend of ["vxlan", "host-gw"] as const) {
         const nodePlan = plan.nodes.find((n) => n.name === restarted.name) as NodePlan;
         const child = spawn(
           "ip",
-          [
-            "netns",
-            "exec",
-            restarted.ns,
-            process.execPath,
-            join(repoRoot(), "bin", "flanneld"),
-            ...flanneldArgs(plan, nodePlan),
-          ],
+          ["netns", "exec", restarted.ns, ...flanneldCommand(repoRoot()), ...flanneldArgs(plan, nodePlan)],
           { stdio: ["ignore", "ignore", "pipe"] },
         );
         extra.push(child);

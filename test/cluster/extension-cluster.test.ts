@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdPut } from "../../src/ctl/lab/etcd.ts";
+import { flanneldCommand } from "../../src/cli/node-flags.ts";
 import { ETCD_NETWORK_CONFIG_KEY, Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
@@ -48,14 +49,7 @@ describe("etcd cluster with the extension backend", { skip: isRoot ? false : "ne
         for (const node of plan.nodes) {
           const child = spawn(
             "ip",
-            [
-              "netns",
-              "exec",
-              node.ns,
-              process.execPath,
-              join(repoRoot(), "bin", "flanneld"),
-              ...flanneldArgs(plan, node),
-            ],
+            ["netns", "exec", node.ns, ...flanneldCommand(repoRoot()), ...flanneldArgs(plan, node)],
             { stdio: "ignore" },
           );
           daemons.push(child);

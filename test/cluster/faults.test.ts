@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { etcdPut, startLabEtcd } from "../../src/ctl/lab/etcd.ts";
+import { flanneldCommand } from "../../src/cli/node-flags.ts";
 import { ETCD_NETWORK_CONFIG_KEY, Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { stopProcess, type ProcessRecord } from "../../src/ctl/lab/processes.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
@@ -43,8 +44,7 @@ describe(
           "netns",
           "exec",
           node.ns,
-          process.execPath,
-          join(repoRoot(), "bin", "flanneld"),
+          ...flanneldCommand(repoRoot()),
           ...(args.some((a) => a.startsWith("--iface")) ? [] : ["--iface=eth0"]),
           `--subnet-file=${join(stateDir, `subnet-${n}.env`)}`,
           ...args,

@@ -16,6 +16,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { flanneldCommand } from "../../src/cli/node-flags.ts";
 import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import type { LabPlan, NodePlan } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology } from "../../src/ctl/lab/topology.ts";
@@ -125,8 +126,7 @@ for (const backend of ["vxlan", "host-gw"] as const) {
             "netns",
             "exec",
             ns,
-            process.execPath,
-            join(repoRoot(), "bin", "flanneld"),
+            ...flanneldCommand(repoRoot()),
             "--kube-subnet-mgr",
             `--kube-api-url=${kube().url}`,
             `--net-config-path=${netConf}`,

@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { flanneldCommand } from "../../src/cli/node-flags.ts";
 import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs, type NodePlan } from "../../src/ctl/lab/plan.ts";
 import type { LabTopology, NodeInfo } from "../../src/ctl/lab/topology.ts";
@@ -192,14 +193,7 @@ describe("nftables cluster with vxlan", { skip }, () => {
     const nodePlan = plan.nodes.find((n) => n.name === node.name) as NodePlan;
     const child = spawn(
       "ip",
-      [
-        "netns",
-        "exec",
-        node.ns,
-        process.execPath,
-        join(repoRoot(), "bin", "flanneld"),
-        ...flanneldArgs(plan, nodePlan),
-      ],
+      ["netns", "exec", node.ns, ...flanneldCommand(repoRoot()), ...flanneldArgs(plan, nodePlan)],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
     extra.push(child);

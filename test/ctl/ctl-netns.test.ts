@@ -11,6 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { flanneldCommand } from "../../src/cli/node-flags.ts";
 import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
 import { flanneldArgs, flannelConflist, type NodePlan } from "../../src/ctl/lab/plan.ts";
 import {
@@ -280,14 +281,11 @@ describe("flannelctl on a namespace cluster", { concurrency: false }, () => {
       sh(n1.ns, "iptables -D FORWARD -j DROP");
 
       // A flanneld started afterwards comes up cleanly.
-      restarted = startDetached(
-        [process.execPath, join(ROOT, "bin", "flanneld"), ...flanneldArgs(plan, n1)],
-        {
-          role: "flanneld node1 (restarted)",
-          ns: n1.ns,
-          logFile: join(n1.dir, "flanneld-restarted.log"),
-        },
-      );
+      restarted = startDetached([...flanneldCommand(ROOT), ...flanneldArgs(plan, n1)], {
+        role: "flanneld node1 (restarted)",
+        ns: n1.ns,
+        logFile: join(n1.dir, "flanneld-restarted.log"),
+      });
       await waitFor(() => existsSync(n1.subnetFile), 60_000, "node1's subnet.env after the restart");
       writeConflist(n1, conf1);
       let after = doctor(n1, conf1, ep);
@@ -325,7 +323,7 @@ describe("flannelctl on a namespace cluster", { concurrency: false }, () => {
       'ip addr add "10.0.$N.15/24" dev nat0',
       "ip link set nat0p up",
       "ip link set nat0 up",
-      `exec ${process.execPath} ${join(ROOT, "bin", "flanneld")} --iface=nat0 "$@"`,
+      `exec ${flanneldCommand(ROOT).join(" ")} --iface=nat0 "$@"`,
     ].join("\n");
     try {
       await lab.up({

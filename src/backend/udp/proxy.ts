@@ -128,6 +128,13 @@ export interface UdpProxyOptions {
 }
 
 /**
+ * The worker's `resourceLimits`. V8 makes a worker's heap when the worker starts, after flanneld's start file
+ * has set its Node flags back to V8's defaults (src/cli/node-flags.ts), so the worker is given the main
+ * thread's young generation here: two 2 MB semi-spaces, and as much again for large new objects.
+ */
+export const WORKER_RESOURCE_LIMITS = { maxYoungGenerationSizeMb: 3 * 2 } as const;
+
+/**
  * Starts the worker. Under tsx (tests, development) the worker is a .ts module, and Node 20 does not carry
  * tsx's loader hooks into workers, so a tiny bootstrap registers tsx inside the worker first. A bundled
  * build ships `proxy-worker.js` beside itself and loads it directly.
@@ -137,9 +144,13 @@ function startWorker(workerData: ProxyWorkerData, transferList: MessagePort[]): 
     const api = JSON.stringify(import.meta.resolve("tsx/esm/api"));
     const target = JSON.stringify(new URL("./proxy-worker.ts", import.meta.url).href);
     const boot = `import(${api}).then((m) => { m.register(); return import(${target}); });`;
-    return new Worker(boot, { eval: true, workerData, transferList });
+    return new Worker(boot, { eval: true, workerData, transferList, resourceLimits: WORKER_RESOURCE_LIMITS });
   }
-  return new Worker(new URL("./proxy-worker.js", import.meta.url), { workerData, transferList });
+  return new Worker(new URL("./proxy-worker.js", import.meta.url), {
+    workerData,
+    transferList,
+    resourceLimits: WORKER_RESOURCE_LIMITS,
+  });
 }
 
 export class UdpProxy implements UdpDataPath {

@@ -14,7 +14,7 @@
 // - The library never exits or prints: progress goes to the `onStep` callback; the CLI renders.
 // - No setns: commands run in a namespace via `ip netns exec`, which keeps the PID (it execs).
 
-import { FLANNELD_NODE_FLAGS } from "../../cli/node-flags.ts";
+import { flanneldCommand } from "../../cli/node-flags.ts";
 import { existsSync, mkdirSync, readFileSync, rmdirSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,7 +58,7 @@ export interface LabOptions {
   underlayV6Cidr?: string;
   stateDir: string;
   /**
-   * flanneld's command (its flags are appended); default `node <FLANNELD_NODE_FLAGS> <repo>/bin/flanneld`;
+   * flanneld's command (its flags are appended); default `flanneldCommand(<repo>)`;
    * null: no flanneld.
    */
   flanneldCmd?: readonly string[] | null;
@@ -174,12 +174,9 @@ export class Lab {
       });
     }
     const root = opts.flanneldCmd === undefined || opts.cniPath === undefined ? repoRoot() : "";
-    const flanneldCmd =
-      opts.flanneldCmd === undefined
-        ? [process.execPath, ...FLANNELD_NODE_FLAGS, join(root, "bin", "flanneld")]
-        : opts.flanneldCmd;
+    const flanneldCmd = opts.flanneldCmd === undefined ? flanneldCommand(root) : opts.flanneldCmd;
     const cniPath = opts.cniPath ?? [join(root, "bin"), "/usr/lib/cni"];
-    if (opts.flanneldCmd === undefined) requireBuilt(root, "flanneld.js");
+    if (opts.flanneldCmd === undefined) requireBuilt(root, "flanneld.cjs");
     if (opts.cniPath === undefined && opts.conflist === undefined) requireBuilt(root, "flannel.js");
 
     const ownsStateDir = !existsSync(this.stateDir);
