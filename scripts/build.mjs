@@ -2,7 +2,7 @@
 // Builds the executables: one esbuild bundle per program in dist/, started by the small launchers in bin/.
 // The CNI plugin is bundled with all its code so that it starts fast (it runs once per pod ADD/DEL).
 import { build } from "esbuild";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 
 const entries = [
   { entry: "src/cli/flanneld-main.ts", out: "dist/flanneld.js", external: true },
@@ -26,6 +26,9 @@ const entries = [
   // The udp backend's data path runs in a worker thread loaded from beside the flanneld bundle.
   { entry: "src/backend/udp/proxy-worker.ts", out: "dist/proxy-worker.js", external: true },
 ];
+
+// Chunk names carry a hash of their content: without this, every change would leave the old ones behind.
+rmSync("dist/chunks", { recursive: true, force: true });
 
 for (const e of entries) {
   if (!existsSync(e.entry)) {
