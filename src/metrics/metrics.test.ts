@@ -54,6 +54,33 @@ test("the registry rejects wrong labels, negative increments and duplicate names
   assert.throws(() => r.gauge("bad name", "x"), /Invalid metric name/);
 });
 
+test("a bound series counts into the same series as inc(labels), and appears only once it has counted", () => {
+  const r = new Registry();
+  const c = r.counter("b_total", "b", ["op"]);
+  const h = r.histogram("d_seconds", "d", [0.1, 1], ["loop"]);
+  const x = c.labels({ op: "x" });
+  const unused = c.labels({ op: "never" });
+  const hv = h.labels({ loop: "v" });
+  h.labels({ loop: "never" });
+  assert.equal(r.render().includes("never"), false);
+  x.inc();
+  c.inc({ op: "x" }, 2);
+  x.inc(3);
+  assert.equal(c.get({ op: "x" }), 6);
+  hv.observe(0.05);
+  h.observe(0.5, { loop: "v" });
+  assert.equal(h.count({ loop: "v" }), 2);
+  assert.match(r.render(), /^d_seconds_bucket\{loop="v",le="0\.1"\} 1$/m);
+  assert.match(r.render(), /^d_seconds_bucket\{loop="v",le="1"\} 2$/m);
+  assert.equal(r.render().includes("never"), false);
+  assert.throws(() => c.labels({}), /takes labels \[op\]/);
+  assert.throws(() => c.labels({ op: "x", other: "y" }), /takes labels/);
+  assert.throws(() => x.inc(-1), /cannot decrease/);
+  assert.equal(c.get({ op: "x" }), 6);
+  unused.inc(0);
+  assert.match(r.render(), /^b_total\{op="never"\} 0$/m);
+});
+
 test("instrumentKernel counts kernel writes and failures, not reads", () => {
   const m = createMetrics();
   const k = instrumentKernel(new FakeKernel(), m);

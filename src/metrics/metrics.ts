@@ -12,7 +12,14 @@
 import type { Kernel, KernelWrite } from "../kernel/ports.ts";
 import type { Lease, LeaseWatchResult } from "../lease/lease.ts";
 import type { SubnetManager } from "../subnet/manager.ts";
-import { Registry, type Counter, type Gauge, type Histogram } from "./registry.ts";
+import {
+  Registry,
+  type Counter,
+  type CounterSeries,
+  type Gauge,
+  type Histogram,
+  type HistogramSeries,
+} from "./registry.ts";
 
 /** What the reconciler reports about itself. */
 export interface ReconcileMetrics {
@@ -71,6 +78,8 @@ export function createMetrics(): Metrics {
     "flannel_lease_expiry_timestamp_seconds",
     "When this node's own lease expires (Unix time); absent for leases without expiry",
   );
+  // Every reconcile pass reports its duration: one bound series per loop.
+  const passSeries = new Map<string, HistogramSeries>();
   return {
     registry,
     leases,
@@ -81,7 +90,14 @@ export function createMetrics(): Metrics {
     resyncSeconds,
     leaseExpiry,
     render: () => registry.render(),
-    observePass: (loop, seconds) => resyncSeconds.observe(seconds, { loop }),
+    observePass: (loop, seconds) => {
+      let h = passSeries.get(loop);
+      if (h === undefined) {
+        h = resyncSeconds.labels({ loop });
+        passSeries.set(loop, h);
+      }
+      h.observe(seconds);
+    },
     countRepair: (kind, n = 1) => repairs.inc({ kind }, n),
   };
 }
@@ -106,20 +122,29 @@ export function instrumentKernel<K extends Kernel>(kernel: K, metrics: Metrics):
   if (marked[INSTRUMENTED]) return kernel;
   // A batch may be carried out through the port methods (FakeKernel) or not (netlink): count it once, per write.
   let inBatch = false;
+  const counters = new Map<string, OpCounters>();
+  const countersOf = (op: string): OpCounters => {
+    let c = counters.get(op);
+    if (c === undefined) {
+      c = { ops: metrics.kernelOps.labels({ op }), failures: metrics.kernelFailures.labels({ op }) };
+      counters.set(op, c);
+    }
+    return c;
+  };
   for (const [port, methods] of Object.entries(WRITES)) {
     const target = (kernel as unknown as Record<string, Record<string, unknown>>)[port];
     if (!target) continue;
     for (const m of methods) {
       const orig = target[m];
       if (typeof orig !== "function") continue;
-      const op = `${port}.${m}`;
+      const c = countersOf(`${port}.${m}`);
       target[m] = function (this: unknown, ...args: unknown[]): unknown {
         if (inBatch) return (orig as (...a: unknown[]) => unknown).apply(target, args);
-        metrics.kernelOps.inc({ op });
+        c.ops.inc();
         try {
           return (orig as (...a: unknown[]) => unknown).apply(target, args);
         } catch (err) {
-          metrics.kernelFailures.inc({ op });
+          c.failures.inc();
           throw err;
         }
       };
@@ -128,6 +153,8 @@ export function instrumentKernel<K extends Kernel>(kernel: K, metrics: Metrics):
   // Batched writes (Kernel.batch) bypass the port methods: count them per write with the same labels.
   const batch = kernel.batch;
   if (typeof batch === "function") {
+    const byKind = new Map<KernelWrite["op"], OpCounters>();
+    for (const [kind, op] of Object.entries(BATCH_OP)) byKind.set(kind as KernelWrite["op"], countersOf(op));
     kernel.batch = (writes) => {
       inBatch = true;
       let results: ReturnType<typeof batch>;
@@ -136,11 +163,11 @@ export function instrumentKernel<K extends Kernel>(kernel: K, metrics: Metrics):
       } finally {
         inBatch = false;
       }
-      writes.forEach((w, i) => {
-        const op = BATCH_OP[w.op];
-        metrics.kernelOps.inc({ op });
-        if (results[i] !== undefined) metrics.kernelFailures.inc({ op });
-      });
+      for (let i = 0; i < writes.length; i++) {
+        const c = byKind.get((writes[i] as KernelWrite).op) as OpCounters;
+        c.ops.inc();
+        if (results[i] !== undefined) c.failures.inc();
+      }
       return results;
     };
   }
@@ -159,6 +186,12 @@ const BATCH_OP: Record<KernelWrite["op"], string> = {
 };
 
 const INSTRUMENTED = Symbol("flannel-ts.metrics.instrumented");
+
+/** The two counters of one kernel operation, bound once. */
+interface OpCounters {
+  ops: CounterSeries;
+  failures: CounterSeries;
+}
 
 /**
  * A lease's identity for counting: its IPv4 subnet, or its IPv6 one when it has only that (no two leases
@@ -183,9 +216,14 @@ export function instrumentSubnetManager(sm: SubnetManager, metrics: Metrics): Su
     own !== undefined &&
     ((own.subnet !== null && own.subnet.equals(l.subnet)) ||
       (own.ipv6Subnet !== null && own.ipv6Subnet.equals(l.ipv6Subnet)));
+  const events = {
+    snapshot: metrics.leaseEvents.labels({ type: "snapshot" }),
+    added: metrics.leaseEvents.labels({ type: "added" }),
+    removed: metrics.leaseEvents.labels({ type: "removed" }),
+  };
   const observe = (r: LeaseWatchResult): void => {
     if ("snapshot" in r) {
-      metrics.leaseEvents.inc({ type: "snapshot" });
+      events.snapshot.inc();
       known.clear();
       for (const l of r.snapshot) {
         if (isOwn(l)) setExpiry(l);
@@ -193,7 +231,7 @@ export function instrumentSubnetManager(sm: SubnetManager, metrics: Metrics): Su
       }
     } else {
       for (const e of r.events) {
-        metrics.leaseEvents.inc({ type: e.type });
+        events[e.type].inc();
         if (isOwn(e.lease)) {
           if (e.type === "added") setExpiry(e.lease);
           continue;

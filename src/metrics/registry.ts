@@ -7,8 +7,27 @@
 //   a Map keyed by the joined values. flanneld's label values come from small closed sets (op names, event
 //   types), so the number of series stays bounded.
 // - Rendering is deterministic (metrics in registration order, series sorted), so tests compare whole text.
+// - `labels()` binds a series once for a hot path (every kernel write, every lease event): its `inc` and
+//   `observe` then cost an addition, not a check of the labels and a string key per call. A bound series
+//   appears in the output from its first increment, as one counted through `inc(labels)` does.
 
 export type Labels = Readonly<Record<string, string>>;
+
+/** One series of a counter, its labels checked once (`Counter.labels`). */
+export interface CounterSeries {
+  /** Adds `n` (default 1, must not be negative). */
+  inc(n?: number): void;
+}
+
+/** One series of a histogram, its labels checked once (`Histogram.labels`). */
+export interface HistogramSeries {
+  observe(value: number): void;
+}
+
+interface Series {
+  labels: string[];
+  value: unknown;
+}
 
 function escapeHelp(s: string): string {
   return s.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
@@ -30,7 +49,7 @@ const NAME_RE = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL_RE = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 abstract class Metric {
-  protected readonly series = new Map<string, { labels: string[]; value: unknown }>();
+  protected readonly series = new Map<string, Series>();
 
   constructor(
     readonly name: string,
@@ -58,13 +77,32 @@ abstract class Metric {
     return this.labelNames.map((n) => labels[n] ?? "");
   }
 
+  /**
+   * A getter of the series with these labels (checked now), which creates it with `initial()` on the first
+   * call: a bound series costs nothing until it counts.
+   */
+  protected bind(labels: Labels, initial: () => unknown): () => Series {
+    const values = this.valuesOf(labels);
+    const key = values.join("\u0000");
+    let s: Series | undefined;
+    return () => {
+      if (s !== undefined) return s;
+      s = this.series.get(key);
+      if (s === undefined) {
+        s = { labels: values, value: initial() };
+        this.series.set(key, s);
+      }
+      return s;
+    };
+  }
+
   protected labelText(values: readonly string[], extra?: [string, string]): string {
     const pairs = this.labelNames.map((n, i) => `${n}="${escapeLabelValue(values[i] ?? "")}"`);
     if (extra) pairs.push(`${extra[0]}="${escapeLabelValue(extra[1])}"`);
     return pairs.length === 0 ? "" : `{${pairs.join(",")}}`;
   }
 
-  protected sortedSeries(): { labels: string[]; value: unknown }[] {
+  protected sortedSeries(): Series[] {
     return [...this.series.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, s]) => s);
   }
 
@@ -81,12 +119,19 @@ export class Counter extends Metric {
 
   /** Adds `n` (default 1, must not be negative) to the series with these labels. */
   inc(labels: Labels = {}, n = 1): void {
-    if (!(n >= 0)) throw new Error(`Counter ${this.name} cannot decrease (got ${n})`);
-    const values = this.valuesOf(labels);
-    const key = values.join("\u0000");
-    const s = this.series.get(key);
-    if (s) s.value = (s.value as number) + n;
-    else this.series.set(key, { labels: values, value: n });
+    this.labels(labels).inc(n);
+  }
+
+  /** The series with these labels, bound for counting on a hot path. */
+  labels(labels: Labels = {}): CounterSeries {
+    const series = this.bind(labels, () => 0);
+    return {
+      inc: (n = 1) => {
+        if (!(n >= 0)) throw new Error(`Counter ${this.name} cannot decrease (got ${n})`);
+        const s = series();
+        s.value = (s.value as number) + n;
+      },
+    };
   }
 
   get(labels: Labels = {}): number {
@@ -145,19 +190,28 @@ export class Histogram extends Metric {
   }
 
   observe(value: number, labels: Labels = {}): void {
-    const values = this.valuesOf(labels);
-    const key = values.join("\u0000");
-    let s = this.series.get(key);
-    if (!s) {
-      s = { labels: values, value: { counts: this.buckets.map(() => 0), sum: 0, count: 0 } };
-      this.series.set(key, s);
-    }
-    const st = s.value as HistogramState;
-    this.buckets.forEach((b, i) => {
-      if (value <= b) st.counts[i] = (st.counts[i] ?? 0) + 1;
-    });
-    st.sum += value;
-    st.count += 1;
+    this.labels(labels).observe(value);
+  }
+
+  /** The series with these labels, bound for observing on a hot path. */
+  labels(labels: Labels = {}): HistogramSeries {
+    const buckets = this.buckets;
+    const series = this.bind(labels, (): HistogramState => ({
+      counts: buckets.map(() => 0),
+      sum: 0,
+      count: 0,
+    }));
+    return {
+      observe: (value) => {
+        const st = series().value as HistogramState;
+        const counts = st.counts;
+        for (let i = 0; i < buckets.length; i++) {
+          if (value <= (buckets[i] as number)) counts[i] = (counts[i] as number) + 1;
+        }
+        st.sum += value;
+        st.count += 1;
+      },
+    };
   }
 
   /** Number of observations of the series with these labels. */
