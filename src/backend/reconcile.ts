@@ -31,7 +31,7 @@ import type { LeaseEvent } from "../lease/lease.ts";
 import type { Logger } from "../log/logger.ts";
 import type { ReconcileMetrics } from "../metrics/metrics.ts";
 import { errorMessage } from "../errors.ts";
-import { nextOrAbort } from "../util/sleep.ts";
+import { AbortableIterator } from "../util/sleep.ts";
 import { appendAll } from "../util/array.ts";
 
 export interface DesiredNeighbour {
@@ -715,9 +715,10 @@ export class Reconciler {
     schedule(this.checkMs);
 
     const it = batches[Symbol.asyncIterator]();
+    const pulls = new AbortableIterator(it, signal);
     try {
       for (;;) {
-        const next = await nextOrAbort(it, signal);
+        const next = await pulls.next();
         if (next === "aborted" || next.done === true) break;
         const changed = onBatch(next.value);
         const first = !this.synced;
@@ -734,6 +735,7 @@ export class Reconciler {
         pass();
       }
     } finally {
+      pulls.close();
       stopped = true;
       if (timer !== undefined) clearTimeout(timer);
       timer = undefined;
