@@ -11,7 +11,8 @@
 // every start (~40 ms; docs/performance.md, "Sixth round"). V8 reads --max-semi-space-size only when it
 // makes the heap, so flanneld's start file (flanneld-start.ts, dist/flanneld.cjs) sets it back to its
 // default before anything else is loaded: the heap keeps its 2 MB semi-spaces, and Node's cache is used
-// again (docs/performance.md, "Seventh round").
+// again (docs/performance.md, "Seventh round"; docs/adr/0006-v8-flags-set-back-after-heap.md).
+
 import { join } from "node:path";
 
 export const FLANNELD_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=2"];
