@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -100,6 +100,29 @@ test(
       assert.equal(flagsOnly.rejected, true);
       const noFlags = probeOf([process.execPath, "-r", probe, join(root, "dist", "flanneld.js")]);
       assert.ok(noFlags.young > 4 * 2 ** 20, `young generation ${noFlags.young} B without the flags`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+);
+
+test(
+  "the start file says so and exits 1 when flanneld's bundle is missing beside it",
+  { skip: built },
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), "fts-node-flags-"));
+    try {
+      copyFileSync(start, join(dir, "flanneld.cjs"));
+      const res = spawnSync(
+        process.execPath,
+        [...FLANNELD_NODE_FLAGS, join(dir, "flanneld.cjs"), "--version"],
+        {
+          encoding: "utf8",
+          env,
+        },
+      );
+      assert.equal(res.status, 1);
+      assert.match(res.stderr, /^flanneld: cannot load \.\/flanneld\.js: .*flanneld\.js/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
