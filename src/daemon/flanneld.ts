@@ -183,7 +183,7 @@ export async function runFlanneld(
         }),
     );
     const traffic = deps.createTrafficManager(mode);
-    const trafficReady = traffic.init(inner.signal);
+    const trafficReady = traffic.init(inner.signal, { ipv4: config.enableIpv4, ipv6: config.enableIpv6 });
     // Awaited below; until then a failure must not count as unhandled.
     trafficReady.catch(() => undefined);
 

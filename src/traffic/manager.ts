@@ -37,12 +37,20 @@ export interface ForwardRulesOpts {
   background?: boolean;
 }
 
+/** Which address families a network has (`EnableIPv4`, `EnableIPv6`). */
+export interface TrafficFamilies {
+  ipv4: boolean;
+  ipv6: boolean;
+}
+
 export interface TrafficManager {
   /**
    * Prepares the manager: probes tool versions and features (iptables `--wait`/`--random-fully`, nft
    * fully-random) and, for nftables, creates the flannel tables. Call once before the setup methods.
+   * `families`: the address families the network has (default both); iptables probes only their tools now,
+   * and another family's tool when a setup first needs it.
    */
-  init(signal: AbortSignal): Promise<void>;
+  init(signal: AbortSignal, families?: TrafficFamilies): Promise<void>;
 
   /**
    * Installs the masquerade rules for each family whose network and subnet are both non-null, after deleting

@@ -164,6 +164,25 @@ test("setup installs the golden masquerade and forward rules and logs upstream's
   await m.wait();
 });
 
+test("init probes only the network's families; a setup that needs the other probes it then", async () => {
+  const fake = new FakeIptables();
+  const ac = new AbortController();
+  const m = new IptablesManager({ commands: fake, logger: new MemoryLogger(), resyncMs: 60_000 });
+  await m.init(ac.signal, { ipv4: true, ipv6: false });
+  assert.deepEqual(
+    fake.callsOf("iptables").map((c) => c.args.join(" ")),
+    ["--version"],
+  );
+  assert.equal(fake.callsOf("ip6tables").length, 0);
+  await m.setupAndEnsureForwardRules({ network: N, ipv6Network: null, signal: ac.signal });
+  assert.equal(fake.callsOf("ip6tables").length, 0);
+  await m.setupAndEnsureForwardRules({ network: null, ipv6Network: N6, signal: ac.signal });
+  assert.deepEqual(fake.callsOf("ip6tables")[0]?.args, ["--version"]);
+  assert.match(fake.dump("ip6tables", "filter", "FLANNEL-FWD"), /-A FLANNEL-FWD -s fc00::\/48 /);
+  ac.abort();
+  await m.wait();
+});
+
 test("background setup resolves once the chains exist and bootstraps the rules afterwards", async () => {
   const fake = new FakeIptables();
   // iptables-restore waits until released: the bootstrap cannot finish before the test says so.

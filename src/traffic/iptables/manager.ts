@@ -23,7 +23,7 @@ import type { IpNet } from "../../ip/net.ts";
 import type { CommandResult, CommandRunner } from "../../kernel/command.ts";
 import type { Logger } from "../../log/logger.ts";
 import { isAbort, sleep } from "../../util/sleep.ts";
-import type { ForwardRulesOpts, MasqRulesOpts, TrafficManager } from "../manager.ts";
+import type { ForwardRulesOpts, MasqRulesOpts, TrafficFamilies, TrafficManager } from "../manager.ts";
 import {
   buildRestorePayload,
   FLANNEL_CHAINS,
@@ -362,10 +362,14 @@ export class IptablesManager implements TrafficManager {
     };
   }
 
-  async init(_signal: AbortSignal): Promise<void> {
+  async init(_signal: AbortSignal, families: TrafficFamilies = { ipv4: true, ipv6: true }): Promise<void> {
     this.log.info("Starting flannel in iptables mode...");
-    // Probe both now so that the first setup does not wait for it; failures surface at setup.
-    await Promise.all([this.families[4].probe(), this.families[6].probe()]);
+    // Probe the network's families now so that the first setup does not wait for it; failures surface at
+    // setup. Upstream runs no ip6tables when IPv6 is off; a later setup that needs it probes it then.
+    const probes: Promise<unknown>[] = [];
+    if (families.ipv4) probes.push(this.families[4].probe());
+    if (families.ipv6) probes.push(this.families[6].probe());
+    await Promise.all(probes);
   }
 
   async setupAndEnsureMasqRules(opts: MasqRulesOpts): Promise<void> {
