@@ -24,6 +24,16 @@ const start = join(root, "dist", "flanneld.cjs");
 const built = existsSync(start) ? false : "dist/flanneld.cjs is not built (npm run build)";
 const { NODE_EXTRA_CA_CERTS: _ca, ...env } = process.env;
 
+/** Runs `fn` with a fresh temporary directory, deleted afterwards. */
+function inTempDir(fn: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), "fts-node-flags-"));
+  try {
+    fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 test("bin/flanneld runs as a program", { skip: built }, () => {
   // --version prints on stderr, as upstream's does.
   const res = spawnSync(join(root, "bin", "flanneld"), ["--version"], { encoding: "utf8", env });
@@ -46,8 +56,7 @@ test(
   "flanneld keeps the heap FLANNELD_NODE_FLAGS made and takes code caches made with V8's default flags",
   { skip: built },
   () => {
-    const dir = mkdtempSync(join(tmpdir(), "fts-node-flags-"));
-    try {
+    inTempDir((dir) => {
       // A code cache made by a Node with no flags, as Node's embedded cache for its own modules is.
       const source = "(function add(a, b) { return a + b; })";
       const made = spawnSync(
@@ -66,12 +75,12 @@ test(
       writeFileSync(
         probe,
         `process.on("exit", () => {
-  const vm = require("vm"), v8 = require("v8");
-  const s = new vm.Script(${JSON.stringify(source)}, { cachedData: Buffer.from(${JSON.stringify(made.stdout)}, "base64") });
-  const keep = [];
-  for (let i = 0; i < 1000000; i++) keep.push({ i, s: "x" + i });
-  const young = v8.getHeapSpaceStatistics().find((x) => x.space_name === "new_space").space_size;
-  process.stderr.write("probe " + JSON.stringify({ rejected: s.cachedDataRejected, young, kept: keep.length }) + "\\n");
+const vm = require("vm"), v8 = require("v8");
+const s = new vm.Script(${JSON.stringify(source)}, { cachedData: Buffer.from(${JSON.stringify(made.stdout)}, "base64") });
+const keep = [];
+for (let i = 0; i < 1000000; i++) keep.push({ i, s: "x" + i });
+const young = v8.getHeapSpaceStatistics().find((x) => x.space_name === "new_space").space_size;
+process.stderr.write("probe " + JSON.stringify({ rejected: s.cachedDataRejected, young, kept: keep.length }) + "\\n");
 });
 `,
       );
@@ -100,9 +109,7 @@ test(
       assert.equal(flagsOnly.rejected, true);
       const noFlags = probeOf([process.execPath, "-r", probe, join(root, "dist", "flanneld.js")]);
       assert.ok(noFlags.young > 4 * 2 ** 20, `young generation ${noFlags.young} B without the flags`);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   },
 );
 
@@ -110,8 +117,7 @@ test(
   "the start file says so and exits 1 when flanneld's bundle is missing beside it",
   { skip: built },
   () => {
-    const dir = mkdtempSync(join(tmpdir(), "fts-node-flags-"));
-    try {
+    inTempDir((dir) => {
       copyFileSync(start, join(dir, "flanneld.cjs"));
       const res = spawnSync(
         process.execPath,
@@ -123,8 +129,6 @@ test(
       );
       assert.equal(res.status, 1);
       assert.match(res.stderr, /^flanneld: cannot load \.\/flanneld\.js: .*flanneld\.js/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   },
 );
