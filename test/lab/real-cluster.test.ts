@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Lab, repoRoot } from "../../src/ctl/lab/lab.ts";
+import { processState } from "../../src/ctl/lab/processes.ts";
+import { sleep } from "../../src/util/sleep.ts";
 import { requireRoot } from "../helpers/netns.ts";
 
 const built = ["flanneld.js", "flannel.js"].every((f) => existsSync(join(repoRoot(), "dist", f)));
@@ -36,6 +38,18 @@ describe("namespace lab with the real flanneld and CNI plugin", { concurrency: f
         const m = await lab.connectivityMatrix();
         assert.deepEqual(m.failures, []);
         assert.equal(m.pods.length, 4);
+
+        // With every flanneld suspended, the kernel keeps forwarding what they programmed (the bench measures
+        // the data path this way), and down() still stops them with SIGTERM.
+        lab.pauseFlanneld();
+        for (const n of topo.nodes) {
+          const pid = n.flanneldPid ?? 0;
+          const deadline = Date.now() + 20_000;
+          while (processState(pid) !== "T" && Date.now() < deadline) await sleep(10);
+          assert.equal(processState(pid), "T", `${n.name}'s flanneld (${pid}) is suspended`);
+        }
+        const paused = await lab.connectivityMatrix();
+        assert.deepEqual(paused.failures, []);
         const res = await lab.down();
         assert.deepEqual(res.problems, []);
         assert.equal(res.processesStopped, 3);

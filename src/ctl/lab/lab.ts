@@ -34,7 +34,15 @@ import {
   type NodePlan,
 } from "./plan.ts";
 import { assertPreflight, type PreflightEnv } from "./preflight.ts";
-import { isAlive, startDetached, stopProcess, tailFile, type ProcessRecord } from "./processes.ts";
+import {
+  isAlive,
+  pauseProcess,
+  resumeProcess,
+  startDetached,
+  stopProcess,
+  tailFile,
+  type ProcessRecord,
+} from "./processes.ts";
 import { namespaceInode, readState, statePath, writeState, type LabState } from "./state.ts";
 import type { LabTopology, NodeInfo, PodInfo } from "./topology.ts";
 
@@ -440,6 +448,20 @@ export class Lab {
       podToPod: { from: p1.name, to: p2.name, bitsPerSecond: pod },
       nodeToNode: { from: n1.name, to: n2.name, bitsPerSecond: node },
       ratio: node > 0 ? pod / node : 0,
+    };
+  }
+
+  /**
+   * Suspends every running flanneld of the lab (SIGSTOP) and returns the function that continues them. The
+   * kernel keeps what they programmed, so vxlan and host-gw traffic still flows: the benchmark measures the
+   * data path with no flanneld running this way. `down()` also stops paused daemons.
+   */
+  pauseFlanneld(): () => void {
+    const paused = (this.state?.processes ?? []).filter(
+      (p) => p.role.startsWith("flanneld ") && pauseProcess(p),
+    );
+    return () => {
+      for (const p of paused) resumeProcess(p);
     };
   }
 

@@ -40,6 +40,11 @@ function readStat(pid: number): ProcStat | undefined {
   return { state, startTime };
 }
 
+/** The state letter of `pid` from /proc (R, S, T for stopped, Z, …), or undefined when no such process exists. */
+export function processState(pid: number): string | undefined {
+  return readStat(pid)?.state;
+}
+
 /** The start time of `pid`, or undefined when no such process exists. */
 export function processStartTime(pid: number): string | undefined {
   return readStat(pid)?.startTime;
@@ -88,6 +93,26 @@ export function startDetached(cmd: readonly string[], opts: StartOptions): Proce
   }
 }
 
+function signalIfAlive(rec: Pick<ProcessRecord, "pid" | "startTime">, sig: NodeJS.Signals): boolean {
+  try {
+    if (!isAlive(rec)) return false;
+    process.kill(rec.pid, sig);
+    return true;
+  } catch {
+    return false; // ESRCH: exited between the check and the kill
+  }
+}
+
+/** Suspends a recorded process (SIGSTOP); false when it is gone or the PID is now someone else's. */
+export function pauseProcess(rec: Pick<ProcessRecord, "pid" | "startTime">): boolean {
+  return signalIfAlive(rec, "SIGSTOP");
+}
+
+/** Continues a process suspended by `pauseProcess` (SIGCONT). */
+export function resumeProcess(rec: Pick<ProcessRecord, "pid" | "startTime">): void {
+  signalIfAlive(rec, "SIGCONT");
+}
+
 /**
  * Stops a recorded process: SIGTERM, then SIGKILL after `graceMs`. Does nothing when the PID is gone or now
  * belongs to a different process (start time differs). Resolves once it has exited.
@@ -95,13 +120,11 @@ export function startDetached(cmd: readonly string[], opts: StartOptions): Proce
 export async function stopProcess(rec: ProcessRecord, graceMs = 10_000): Promise<"stopped" | "absent"> {
   if (!isAlive(rec)) return "absent";
   const signal = (sig: NodeJS.Signals): void => {
-    try {
-      if (isAlive(rec)) process.kill(rec.pid, sig);
-    } catch {
-      // ESRCH: exited between the check and the kill
-    }
+    signalIfAlive(rec, sig);
   };
   signal("SIGTERM");
+  // A paused process (pauseProcess) gets the SIGTERM only once it runs again.
+  signal("SIGCONT");
   const deadline = Date.now() + graceMs;
   while (isAlive(rec)) {
     if (Date.now() > deadline) {
