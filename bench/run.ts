@@ -331,6 +331,15 @@ export function formatTable(r: Results): string {
       d.error !== undefined ? "" : `node→node ${g(d.nodeToNodeBps)}, ratio ${d.ratio.toFixed(2)}`,
       "",
     ]);
+    const p = d.flanneldPaused;
+    if (p !== undefined) {
+      rows.push([
+        `pod→pod TCP, ${d.backend}, every flanneld suspended (SIGSTOP)`,
+        g(p.podToPodBps),
+        `node→node ${g(p.nodeToNodeBps)}, ratio ${p.ratio.toFixed(2)}; running / suspended ${(d.ratio / p.ratio).toFixed(2)}`,
+        "",
+      ]);
+    }
   }
   const lines = [
     `Machine: ${head}. Date ${r.date}, commit ${r.commit}.`,
