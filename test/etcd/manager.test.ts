@@ -185,6 +185,72 @@ test("acquireLease: dual stack picks both families and writes a dual-stack key",
   }
 });
 
+test("acquireLease: dual stack, two nodes that listed together never share a subnet of either family", async () => {
+  const prefix = newPrefix(
+    '{ "Network": "10.3.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10::/56", "IPv6SubnetLen": 64 }',
+  );
+  // A picks the first free IPv4 and IPv6 subnets. B, on its first try, the 51st IPv4 subnet and the first
+  // IPv6 one: a different key, so etcd's create transaction alone lets both through.
+  const a = manager(prefix, { random: () => 0 });
+  const picks = [0.5, 0];
+  const b = manager(prefix, { random: () => picks.shift() ?? 0.5 });
+  const dual = (ip: string, ip6: string): LeaseAttrs => ({
+    ...attrs(ip),
+    publicIpv6: IpAddr.parse(ip6),
+  });
+  // B has listed the (empty) leases and picked; A then takes its lease before B's create reaches etcd.
+  const create = b.m.registry.createSubnet.bind(b.m.registry);
+  let la: Lease | undefined;
+  b.m.registry.createSubnet = async (...args) => {
+    la ??= await a.m.acquireLease(dual("10.0.0.1", "fd00::1"), signal());
+    return create(...args);
+  };
+  try {
+    const lb = await b.m.acquireLease(dual("10.0.0.2", "fd00::2"), signal());
+    assert.ok(la !== undefined);
+    assert.equal(la.ipv6Subnet?.toString(), "fd00:10:0:1::/64");
+    assert.notEqual(lb.subnet?.toString(), la.subnet?.toString());
+    assert.notEqual(lb.ipv6Subnet?.toString(), la.ipv6Subnet?.toString());
+    assert.match(
+      b.logger.text(),
+      /Lease \(ip: 10\.3\.\d+\.0\/24 ipv6: fd00:10:0:1::\/64\) overlaps the lease \(ip: 10\.3\.1\.0\/24 ipv6: fd00:10:0:1::\/64\) that another node took at the same time, and first: giving it back/,
+    );
+    const keys = etcd
+      .etcdctl(["get", `${prefix}/subnets/`, "--prefix", "--keys-only"])
+      .trim()
+      .split(/\n+/);
+    assert.deepEqual(
+      keys.sort(),
+      [la, lb].map((l) => `${prefix}/subnets/${l.subnet?.ip}-24&${l.ipv6Subnet?.ip}-64`).sort(),
+    );
+  } finally {
+    a.m.close();
+    b.m.close();
+  }
+});
+
+test("acquireLease: dual stack does not reuse a previous IPv6 subnet that another lease holds", async () => {
+  const prefix = newPrefix(
+    '{ "Network": "10.3.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10::/56", "IPv6SubnetLen": 64 }',
+  );
+  etcd.etcdctl([
+    "put",
+    `${prefix}/subnets/10.3.7.0-24&fd00:10:0:5::-64`,
+    '{"PublicIP":"10.0.0.7","PublicIPv6":"fd00::7","BackendType":"vxlan"}',
+  ]);
+  const { m } = manager(prefix, {
+    prevSubnet: IpNet.parse("10.3.9.0/24"),
+    prevIpv6Subnet: IpNet.parse("fd00:10:0:5::/64"),
+  });
+  try {
+    const l = await m.acquireLease({ ...attrs("10.0.0.9"), publicIpv6: IpAddr.parse("fd00::9") }, signal());
+    assert.notEqual(l.ipv6Subnet?.toString(), "fd00:10:0:5::/64");
+    assert.notEqual(l.subnet?.toString(), "10.3.7.0/24");
+  } finally {
+    m.close();
+  }
+});
+
 test("acquireLease: IPv6-only leases by public IPv6 under a 0.0.0.0-0& key, reuses and watches it", async () => {
   const prefix = newPrefix(
     '{ "EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00:10::/56", "Backend": {"Type": "vxlan"} }',

@@ -64,7 +64,12 @@ test("getNetworkConfig: missing config gives upstream's exact message, present c
 test("createSubnet stores upstream's value bytes under the upstream key with a 24 h etcd lease", async () => {
   const { reg, prefix } = registry();
   try {
-    const exp = await reg.createSubnet(net("10.5.52.0/24"), null, { ...attrs("192.168.64.3") }, 86400);
+    const { expiration: exp } = await reg.createSubnet(
+      net("10.5.52.0/24"),
+      null,
+      { ...attrs("192.168.64.3") },
+      86400,
+    );
     assert.ok(exp.getTime() > Date.now() + 86_000_000);
     const key = `${prefix}/subnets/10.5.52.0-24`;
     assert.equal(

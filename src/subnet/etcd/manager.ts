@@ -14,6 +14,10 @@
 // - Difference from upstream: acquireLease does not give up when etcd is unreachable; it logs and retries
 //   (1 s, doubling to 10 s) until etcd answers or the signal aborts, so nodes can start before etcd.
 //   Errors that retrying cannot fix (bad config, out of subnets, auth) still throw.
+// - Difference from upstream, dual stack: a dual-stack key names both subnets, so the transaction cannot stop
+//   two nodes taking the same subnet of one family under different keys. After creating its key a node reads
+//   the keys created since its listing and gives its lease back when an older one overlaps either subnet
+//   (keptAgainstRivals). A previous IPv6 subnet is reused only when no lease holds it.
 // - Difference from upstream (quirk A8, issue #1329): a reservation (key without etcd lease) is re-put
 //   without a TTL when reused, so reservations survive restarts as the docs promise.
 // - completeLease renews at `expiration − margin` by granting a new 24 h lease and re-putting the key, retries
@@ -285,7 +289,13 @@ export class EtcdSubnetManager implements SubnetManager {
     let sn6: IpNet | null = null;
     const prev = v6only ? this.opts.prevIpv6Subnet : this.opts.prevSubnet;
     const held = (l: Lease): IpNet | null => (v6only ? l.ipv6Subnet : l.subnet);
-    if (prev !== null && !leases.some((l) => held(l)?.equals(prev) === true)) {
+    // The previous subnets are reused only when no lease holds either of them: a dual-stack lease key names
+    // both, so another node may hold the IPv6 one under a key of its own.
+    const prev6 = this.opts.prevIpv6Subnet;
+    const holdsPrev = (l: Lease): boolean =>
+      (prev !== null && held(l)?.equals(prev) === true) ||
+      (!v6only && prev6 !== null && l.ipv6Subnet?.overlaps(prev6) === true);
+    if (prev !== null && !leases.some(holdsPrev)) {
       const prev4 = v6only ? null : prev;
       if (isSubnetConfigCompat(cfg, prev4) && isIpv6SubnetConfigCompat(cfg, this.opts.prevIpv6Subnet)) {
         this.log.info(`Found previously leased subnet (${prev.toString()}), reusing`);
@@ -300,13 +310,16 @@ export class EtcdSubnetManager implements SubnetManager {
 
     if (sn === null && sn6 === null) [sn, sn6] = this.allocateSubnet(cfg, leases);
 
-    let exp: Date;
+    let created: { expiration: Date; revision: number; etcdLease: string };
     try {
-      exp = await this.registry.createSubnet(sn, sn6, attrs, SUBNET_TTL_SEC);
+      created = await this.registry.createSubnet(sn, sn6, attrs, SUBNET_TTL_SEC);
     } catch (err) {
       if (err instanceof SubnetExistsError) return null;
       throw err;
     }
+    if (sn !== null && sn6 !== null && !(await this.keptAgainstRivals(sn, sn6, revision, created)))
+      return null;
+    const exp = created.expiration;
     this.log.info(
       `Allocated lease (ip: ${fmtNet(sn, 4)} ipv6: ${fmtNet(sn6, 6)}) to current node (${ownIp.toString()}) `,
     );
@@ -319,6 +332,36 @@ export class EtcdSubnetManager implements SubnetManager {
       expiration: exp,
       asof: 0,
     };
+  }
+
+  /**
+   * A dual-stack lease key names both subnets, so the create transaction alone cannot stop two nodes that
+   * listed the leases at the same time from taking the same IPv4 subnet with different IPv6 ones, or the
+   * other way round (upstream has this race). After creating its key, a node therefore reads the keys created
+   * since its listing: when one of them overlaps either subnet and was created first, this node gives its
+   * lease back (revoking the etcd lease deletes the key) and picks again. Every node orders the keys by the
+   * revision that created them, so the first one keeps its lease.
+   */
+  private async keptAgainstRivals(
+    sn: IpNet,
+    sn6: IpNet,
+    listedAt: number,
+    created: { revision: number; etcdLease: string },
+  ): Promise<boolean> {
+    const rivals = await this.registry.subnetsCreatedAfter(listedAt);
+    const first = rivals.find(
+      (r) =>
+        r.createRevision < created.revision &&
+        ((r.subnet !== null && r.subnet.overlaps(sn)) ||
+          (r.ipv6Subnet !== null && r.ipv6Subnet.overlaps(sn6))),
+    );
+    if (first === undefined) return true;
+    this.log.warn(
+      `Lease (ip: ${sn.toString()} ipv6: ${sn6.toString()}) overlaps the lease (ip: ${fmtNet(first.subnet, 4)} ` +
+        `ipv6: ${fmtNet(first.ipv6Subnet, 6)}) that another node took at the same time, and first: giving it back`,
+    );
+    await this.registry.revokeLease(created.etcdLease);
+    return false;
   }
 
   private allocateSubnet(cfg: NetworkConfig, leases: readonly Lease[]): [IpNet | null, IpNet | null] {

@@ -327,20 +327,21 @@ export class EtcdRegistry {
 
   /**
    * Creates the lease key only if it does not exist (txn `Version(key) == 0`), attached to a new etcd lease
-   * of `ttlSec`. Throws SubnetExistsError when someone else holds the key. Returns the expiration.
+   * of `ttlSec`. Throws SubnetExistsError when someone else holds the key. Returns the expiration, the
+   * revision that created the key and the etcd lease it is attached to.
    */
   async createSubnet(
     subnet: IpNet | null,
     ipv6Subnet: IpNet | null,
     attrs: LeaseAttrs,
     ttlSec: number,
-  ): Promise<Date> {
+  ): Promise<{ expiration: Date; revision: number; etcdLease: string }> {
     const key = Buffer.from(this.subnetKey(subnet, ipv6Subnet));
     const value = Buffer.from(encodeLeaseAttrs(attrs));
     const lease = await this.grant(ttlSec);
-    let succeeded: boolean;
+    let res: { revision: number; succeeded: boolean };
     try {
-      const res = await this.call(() =>
+      res = await this.call(() =>
         this.client.txn(
           {
             compare: [{ key, versionEquals: 0 }],
@@ -349,16 +350,49 @@ export class EtcdRegistry {
           this.deadline(),
         ),
       );
-      succeeded = res.succeeded;
     } catch (err) {
       await this.revokeQuietly(lease.id);
       throw err;
     }
-    if (!succeeded) {
+    if (!res.succeeded) {
       await this.revokeQuietly(lease.id);
       throw new SubnetExistsError(key.toString());
     }
-    return new Date(Date.now() + lease.ttlSec * 1000);
+    return {
+      expiration: new Date(Date.now() + lease.ttlSec * 1000),
+      revision: res.revision,
+      etcdLease: lease.id,
+    };
+  }
+
+  /**
+   * The lease keys created after `revision` (their subnets and the revision that created each), read
+   * without their values. Keys that do not parse as lease keys are left out.
+   */
+  async subnetsCreatedAfter(
+    revision: number,
+  ): Promise<{ subnet: IpNet | null; ipv6Subnet: IpNet | null; createRevision: number }[]> {
+    const prefix = Buffer.from(`${this.subnetsKey}/`);
+    const res = await this.call(() =>
+      this.client.range(
+        { key: prefix, rangeEnd: prefixEnd(prefix), keysOnly: true, minCreateRevision: revision + 1 },
+        this.deadline(),
+      ),
+    );
+    const out: { subnet: IpNet | null; ipv6Subnet: IpNet | null; createRevision: number }[] = [];
+    for (const kv of res.kvs) {
+      const k = kv.key.toString();
+      const sk = parseSubnetKey(k.slice(k.lastIndexOf("/") + 1));
+      if (sk === null) continue;
+      const subnet = isIpv6OnlyKey(sk) ? null : sk.subnet;
+      out.push({ subnet, ipv6Subnet: sk.ipv6Subnet, createRevision: kv.createRevision });
+    }
+    return out;
+  }
+
+  /** Revokes an etcd lease, which deletes the keys attached to it (a lease key made by createSubnet). */
+  async revokeLease(id: string): Promise<void> {
+    await this.call(() => this.client.leaseRevoke(id, this.deadline()));
   }
 
   /**

@@ -27,6 +27,7 @@ import {
   encodeWatchCreate,
   type CompareVersion,
   type PutOp,
+  type RangeRequest,
   type RangeResponse,
   type WatchResponse,
 } from "./messages.ts";
@@ -115,10 +116,7 @@ export class EtcdClient {
     return this.withToken(deadline, (metadata) => this.channel.unary(path, message, { deadline, metadata }));
   }
 
-  async range(
-    req: { key: Uint8Array; rangeEnd?: Uint8Array | undefined },
-    deadline: number,
-  ): Promise<RangeResponse> {
+  async range(req: RangeRequest, deadline: number): Promise<RangeResponse> {
     return decodeRangeResponse(await this.unary(`${KV}Range`, encodeRange(req), deadline));
   }
 

@@ -50,10 +50,21 @@ export interface PutOp {
 
 // ---- requests ----
 
-export function encodeRange(req: { key: Uint8Array; rangeEnd?: Uint8Array | undefined }): Buffer {
-  const w = new ProtoWriter(req.key.length + 8 + (req.rangeEnd?.length ?? 0));
+export interface RangeRequest {
+  key: Uint8Array;
+  rangeEnd?: Uint8Array | undefined;
+  /** Only keys, no values (RangeRequest.keys_only). */
+  keysOnly?: boolean;
+  /** Only keys created at or after this revision (RangeRequest.min_create_revision); 0 = no limit. */
+  minCreateRevision?: number;
+}
+
+export function encodeRange(req: RangeRequest): Buffer {
+  const w = new ProtoWriter(req.key.length + 24 + (req.rangeEnd?.length ?? 0));
   w.bytes(1, req.key);
   if (req.rangeEnd !== undefined) w.bytes(2, req.rangeEnd);
+  if (req.keysOnly === true) w.int(8, true);
+  if (req.minCreateRevision !== undefined) w.int(12, req.minCreateRevision);
   return w.finish();
 }
 
