@@ -266,6 +266,32 @@ describe("doctor checks", () => {
     assert.match(byCheck(f, "peer-reachability").evidence.join(), /ping 192\.168\.250\.12 .*no reply/);
   });
 
+  it("name leases whose subnets overlap, in either family, and how to free one", () => {
+    assert.equal(byCheck(runChecks(healthy()), "lease-overlap").status, "ok");
+    const facts = healthy();
+    const leases = facts.leases?.leases ?? [];
+    leases[0]!.ipv6Subnet = "fd00:10:244:1::/64";
+    leases[1]!.ipv6Subnet = "fd00:10:244:f::/64";
+    leases.push(
+      {
+        subnet: "10.244.3.0/24",
+        ipv6Subnet: "fd00:10:244:f::/64",
+        publicIp: "192.168.250.13",
+        backendType: "vxlan",
+      },
+      // Nested in 10.244.2.0/24 is an overlap too; an IPv6-only lease's 0.0.0.0/0 is not.
+      { subnet: "10.244.2.128/25", publicIp: "192.168.250.14", backendType: "vxlan" },
+      { subnet: "0.0.0.0/0", ipv6Subnet: "fd00:10:244:9::/64", publicIp: "0.0.0.0", backendType: "vxlan" },
+    );
+    const x = byCheck(failing(facts), "lease-overlap");
+    assert.match(x.summary, /Leases overlap/);
+    assert.deepEqual(x.evidence, [
+      "10.244.2.128/25 (10.244.2.128/25) overlaps 10.244.2.0/24 (10.244.2.0/24 & fd00:10:244:f::/64)",
+      "fd00:10:244:f::/64 (10.244.3.0/24 & fd00:10:244:f::/64) overlaps fd00:10:244:f::/64 (10.244.2.0/24 & fd00:10:244:f::/64)",
+    ]);
+    assert.match(x.fix ?? "", /etcdctl del <prefix>\/subnets\//);
+  });
+
   it("name a lease written by another node with the same public IP (VTEP MAC mismatch)", () => {
     const facts = healthy();
     const own = facts.leases?.leases[0];

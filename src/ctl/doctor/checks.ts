@@ -4,9 +4,9 @@
 // Design notes
 // - The checks follow the failures operators actually hit (spec §11): no CNI config (node NotReady), RBAC
 //   missing (`error retrieving pod spec`), no podCIDR (`pod cidr not assigned`), the wrong interface on a
-//   multi-NIC host (leases with duplicate or unreachable public IPs), stale devices after `kubeadm reset`
-//   (a second address on flannel.1, an old subnet on cni0), MTU larger than the overlay allows, a blocked
-//   VXLAN port, br_netfilter missing, ip_forward off, FORWARD dropping pod traffic.
+//   multi-NIC host (leases with duplicate or unreachable public IPs), overlapping leases, stale devices after
+//   `kubeadm reset` (a second address on flannel.1, an old subnet on cni0), MTU larger than the overlay
+//   allows, a blocked VXLAN port, br_netfilter missing, ip_forward off, FORWARD dropping pod traffic.
 // - A check without the facts it needs says "skip" with the reason (e.g. no etcd/API access given), never
 //   "ok": an ok must mean the thing was looked at.
 // - Peer programming (route, ARP, FDB per peer) is checked from the leases, the same desired state flanneld
@@ -591,6 +591,52 @@ export function checkPublicIps(facts: NodeFacts, ctx: Context): Finding[] {
   return out;
 }
 
+/**
+ * Two leases whose subnets overlap, in either family: their pods' addresses collide and each node routes the
+ * other's traffic to itself. In etcd mode two dual-stack upstream nodes that lease at the same moment can
+ * end up so (the lease key names both subnets), and so can hand-written keys; in kube mode, overlapping
+ * podCIDRs from the controller manager or edited node specs.
+ */
+export function checkLeaseOverlaps(facts: NodeFacts): Finding {
+  const id = "lease-overlap";
+  const leases = facts.leases;
+  if (!leases || leases.error) return f(id, "skip", "No lease source");
+  const name = (l: LeaseFact): string => l.node ?? `${l.subnet}${l.ipv6Subnet ? ` & ${l.ipv6Subnet}` : ""}`;
+  const pairs: string[] = [];
+  for (const family of [4, 6] as const) {
+    const nets: { net: IpNet; lease: LeaseFact }[] = [];
+    for (const l of leases.leases) {
+      const net = IpNet.tryParse((family === 4 ? l.subnet : l.ipv6Subnet) ?? "");
+      // 0.0.0.0/0 is how an IPv6-only lease's key spells "no IPv4 subnet".
+      if (net !== undefined && net.family === family && net.prefixLen > 0) nets.push({ net, lease: l });
+    }
+    // Sorted by first address, a subnet overlaps an earlier one exactly when it starts before the furthest
+    // end so far: one pass, not a comparison of every pair (clusters have thousands of leases).
+    nets.sort((a, b) => (a.net.ip.value < b.net.ip.value ? -1 : a.net.ip.value > b.net.ip.value ? 1 : 0));
+    let widest: { net: IpNet; lease: LeaseFact } | undefined;
+    for (const n of nets) {
+      if (widest !== undefined && n.net.ip.value <= widest.net.last.value) {
+        pairs.push(
+          `${n.net.toString()} (${name(n.lease)}) overlaps ${widest.net.toString()} (${name(widest.lease)})`,
+        );
+      }
+      if (widest === undefined || n.net.last.value > widest.net.last.value) widest = n;
+    }
+  }
+  if (pairs.length === 0) return f(id, "ok", `No two of the ${leases.leases.length} leases overlap`);
+  const fix =
+    leases.source === "etcd"
+      ? "delete one lease of each pair (etcdctl del <prefix>/subnets/<its key>) and restart that node's flanneld: it leases a free subnet"
+      : "give the nodes distinct spec.podCIDR(s) (kube-controller-manager --allocate-node-cidrs with --cluster-cidr), then restart their flanneld";
+  return f(
+    id,
+    "fail",
+    "Leases overlap: pods of those nodes get the same addresses, and each node routes the other's subnet to itself",
+    pairs,
+    fix,
+  );
+}
+
 export function checkOwnLease(facts: NodeFacts, ctx: Context, now: Date): Finding {
   const id = "own-lease";
   const leases = facts.leases;
@@ -816,6 +862,7 @@ export function runChecks(facts: NodeFacts, now = new Date()): Finding[] {
     checkVxlanPort(facts, ctx),
     ...checkKube(facts, ctx),
     checkOwnLease(facts, ctx, now),
+    checkLeaseOverlaps(facts),
     ...checkPublicIps(facts, ctx),
     checkPeers(facts, ctx),
   ];

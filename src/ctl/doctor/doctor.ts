@@ -16,8 +16,8 @@ export const DOCTOR_USAGE = `Usage: flannelctl doctor [options]
 
 Checks this node for the usual flannel failures and prints one line per check (ok / warn / fail / skip)
 with the evidence and the exact fix. Give --etcd-endpoints or --kubeconfig-file / --kube-api-url to also
-check the cluster's leases (duplicate or unreachable public IPs, missing podCIDR, RBAC). Run it as root in
-the node's network namespace. Exit status 1 when any check fails.
+check the cluster's leases (overlapping subnets, duplicate or unreachable public IPs, missing podCIDR,
+RBAC). Run it as root in the node's network namespace. Exit status 1 when any check fails.
 
 Options:
 `;
