@@ -58,6 +58,15 @@ const attrs = (ip: string): LeaseAttrs => ({
 });
 const signal = (): AbortSignal => new AbortController().signal;
 
+/** The lease keys under `prefix`, sorted. */
+function leaseKeys(prefix: string): string[] {
+  return etcd
+    .etcdctl(["get", `${prefix}/subnets/`, "--prefix", "--keys-only"])
+    .trim()
+    .split(/\n+/)
+    .sort();
+}
+
 function seed(prefix: string, subnets: string[], ip: string): void {
   for (const s of subnets) {
     etcd.etcdctl([
@@ -215,12 +224,8 @@ test("acquireLease: dual stack, two nodes that listed together never share a sub
       b.logger.text(),
       /Lease \(ip: 10\.3\.\d+\.0\/24 ipv6: fd00:10:0:1::\/64\) overlaps the lease \(ip: 10\.3\.1\.0\/24 ipv6: fd00:10:0:1::\/64\) that another node took at the same time, and first: giving it back/,
     );
-    const keys = etcd
-      .etcdctl(["get", `${prefix}/subnets/`, "--prefix", "--keys-only"])
-      .trim()
-      .split(/\n+/);
     assert.deepEqual(
-      keys.sort(),
+      leaseKeys(prefix),
       [la, lb].map((l) => `${prefix}/subnets/${l.subnet?.ip}-24&${l.ipv6Subnet?.ip}-64`).sort(),
     );
   } finally {
@@ -275,12 +280,8 @@ test("acquireLease: IPv6-only leases by public IPv6 under a 0.0.0.0-0& key, reus
     }
     // Two nodes share PublicIP 0.0.0.0: each must still get its own subnet.
     assert.notEqual(la.ipv6Subnet?.toString(), lb.ipv6Subnet?.toString());
-    const keys = etcd
-      .etcdctl(["get", `${prefix}/subnets/`, "--prefix", "--keys-only"])
-      .trim()
-      .split(/\n+/);
     assert.deepEqual(
-      keys.sort(),
+      leaseKeys(prefix),
       [la, lb].map((l) => `${prefix}/subnets/0.0.0.0-0&${l.ipv6Subnet?.ip}-64`).sort(),
     );
     const value = etcd.etcdctl([
