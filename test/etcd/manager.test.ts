@@ -234,6 +234,27 @@ test("acquireLease: dual stack, two nodes that listed together never share a sub
   }
 });
 
+test("acquireLease: dual stack, a lease whose check failed is given back, not reused by the next attempt", async () => {
+  const prefix = newPrefix(
+    '{ "Network": "10.3.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10::/56", "IPv6SubnetLen": 64 }',
+  );
+  const { m, logger } = manager(prefix, { acquireRetryMs: 10 });
+  const check = m.registry.subnetsCreatedAfter.bind(m.registry);
+  let failures = 1;
+  m.registry.subnetsCreatedAfter = async (revision) => {
+    if (failures-- > 0) throw new Error("etcd went away");
+    return check(revision);
+  };
+  try {
+    const l = await m.acquireLease({ ...attrs("10.0.0.5"), publicIpv6: IpAddr.parse("fd00::5") }, signal());
+    assert.match(logger.text(), /Failed to acquire lease \(retrying in 10ms\): etcd went away/);
+    assert.doesNotMatch(logger.text(), /reusing/);
+    assert.deepEqual(leaseKeys(prefix), [`${prefix}/subnets/${l.subnet?.ip}-24&${l.ipv6Subnet?.ip}-64`]);
+  } finally {
+    m.close();
+  }
+});
+
 test("acquireLease: dual stack does not reuse a previous IPv6 subnet that another lease holds", async () => {
   const prefix = newPrefix(
     '{ "Network": "10.3.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10::/56", "IPv6SubnetLen": 64 }',

@@ -348,7 +348,14 @@ export class EtcdSubnetManager implements SubnetManager {
     listedAt: number,
     created: { revision: number; etcdLease: string },
   ): Promise<boolean> {
-    const rivals = await this.registry.subnetsCreatedAfter(listedAt);
+    let rivals: Awaited<ReturnType<EtcdRegistry["subnetsCreatedAfter"]>>;
+    try {
+      rivals = await this.registry.subnetsCreatedAfter(listedAt);
+    } catch (err) {
+      // Unchecked, the lease must not stay: the next attempt would find it by our public IP and keep it.
+      await this.registry.revokeLease(created.etcdLease).catch(() => undefined);
+      throw err;
+    }
     const first = rivals.find(
       (r) =>
         r.createRevision < created.revision &&
