@@ -68,9 +68,9 @@ test(
         { encoding: "utf8", env },
       );
       assert.equal(made.status, 0, made.stderr);
-      // Preloaded, it looks when flanneld exits (after `--version`): whether V8 takes the cache, and how large
+      // Preloaded, it looks when flanneld exits (after `--version`): whether V8 takes the cache, how large
       // the young generation gets when many objects survive (two semi-spaces of at most 2 MB with the flag,
-      // 16 MB each at V8's default).
+      // 16 MB each at V8's default), and how many threads the process has.
       const probe = join(dir, "probe.cjs");
       writeFileSync(
         probe,
@@ -80,16 +80,18 @@ const s = new vm.Script(${JSON.stringify(source)}, { cachedData: Buffer.from(${J
 const keep = [];
 for (let i = 0; i < 1000000; i++) keep.push({ i, s: "x" + i });
 const young = v8.getHeapSpaceStatistics().find((x) => x.space_name === "new_space").space_size;
-process.stderr.write("probe " + JSON.stringify({ rejected: s.cachedDataRejected, young, kept: keep.length }) + "\\n");
+const threads = require("fs").readdirSync("/proc/self/task").length;
+process.stderr.write("probe " + JSON.stringify({ rejected: s.cachedDataRejected, young, threads, kept: keep.length }) + "\\n");
 });
 `,
       );
-      const probeOf = (cmd: string[]): { rejected: boolean; young: number } => {
+      type Probe = { rejected: boolean; young: number; threads: number };
+      const probeOf = (cmd: string[]): Probe => {
         const res = spawnSync(cmd[0] as string, [...cmd.slice(1), "--version"], { encoding: "utf8", env });
         assert.equal(res.status, 0, res.stderr);
         const line = /^probe (.*)$/m.exec(res.stderr);
         assert.ok(line, res.stderr);
-        return JSON.parse(line[1] as string) as { rejected: boolean; young: number };
+        return JSON.parse(line[1] as string) as Probe;
       };
       const [node, ...rest] = flanneldCommand(root);
       const flanneld = probeOf([node as string, "-r", probe, ...rest]);
@@ -109,6 +111,11 @@ process.stderr.write("probe " + JSON.stringify({ rejected: s.cachedDataRejected,
       assert.equal(flagsOnly.rejected, true);
       const noFlags = probeOf([process.execPath, "-r", probe, join(root, "dist", "flanneld.js")]);
       assert.ok(noFlags.young > 4 * 2 ** 20, `young generation ${noFlags.young} B without the flags`);
+      // --v8-pool-size=1: V8's background work on one thread instead of Node's default four.
+      assert.ok(
+        flanneld.threads <= noFlags.threads - 3,
+        `flanneld has ${flanneld.threads} threads, Node with no flags ${noFlags.threads}`,
+      );
     });
   },
 );
