@@ -17,7 +17,7 @@
 // --v8-pool-size=1: one thread for V8's background work (optimising compiles, concurrent GC) instead of
 // Node's four. On a node flanneld shares its cores with everything else, and a burst of lease events made
 // four threads of compiles compete with etcd and the main thread: with one, a batched add of 1000 leases
-// took ~80 ms less CPU and 1.9 MB less memory, with no loss at 10,000 leases (docs/performance.md, "Eighth
+// took 40–80 ms less CPU and 1.9 MB less memory, with no loss at 10,000 leases (docs/performance.md, "Eighth
 // round"). It is Node's own option, not a V8 flag: it is not in V8's flag hash and needs no setting back.
 
 import { join } from "node:path";
