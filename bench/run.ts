@@ -7,7 +7,8 @@
 // Needs root (network namespaces), `npm run build` (bin/flanneld, bin/flannel), etcd, iperf3 and the CNI
 // reference plugins. Every namespace it makes is prefixed fts-p and deleted at the end, also on failure; on
 // Ctrl-C or SIGTERM it stops the processes it started, deletes its namespaces and directories, and exits.
-// Benchmarks print figures; they never fail on a target (targets are in docs/performance.md).
+// Benchmarks print figures and, under them, which of issue #6's targets this run meets (bench/targets.ts);
+// they never fail on a target, and docs/performance.md judges over several runs.
 
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -25,6 +26,7 @@ import {
 } from "./control.ts";
 import { runDatapath, type DatapathResult } from "./datapath.ts";
 import { convergenceSvg } from "./svg.ts";
+import { formatVerdicts, targetVerdicts, type TargetVerdict } from "./targets.ts";
 import { BENCH_DIR, fmtMb, fmtMs, handleInterrupts, interrupted, median, REPO } from "./util.ts";
 
 type Section = "control" | "memory" | "cni" | "datapath";
@@ -40,6 +42,8 @@ interface Results {
   memory?: MemoryResult;
   cni?: CniResult;
   datapath?: DatapathResult[];
+  /** The targets of issue #6 against this run (never a failure of the run). */
+  targets?: TargetVerdict[];
 }
 
 const SCENARIOS: readonly Scenario["name"][] = [
@@ -226,6 +230,7 @@ async function main(): Promise<void> {
     }
   }
 
+  res.targets = targetVerdicts(res);
   const dir = join(BENCH_DIR, "results");
   mkdirSync(dir, { recursive: true });
   const stamp = res.date.replace(/[:.]/g, "-");
@@ -236,7 +241,7 @@ async function main(): Promise<void> {
     svgFile = join(dir, `${stamp}-convergence.svg`);
     writeFileSync(svgFile, convergenceSvg(res.control, res.date, res.commit));
   }
-  process.stdout.write(`${formatTable(res)}\n`);
+  process.stdout.write(`${formatTable(res)}\n${formatVerdicts(res.targets)}\n`);
   log(`wrote ${jsonFile}${svgFile ? ` and ${svgFile}` : ""}`);
 }
 
