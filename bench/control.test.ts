@@ -1,21 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { groupScenarios, type Scenario } from "./control.ts";
+import { groupScenarios } from "./control.ts";
+import { scenarioRun } from "./fixtures.ts";
 
-const run = (
-  name: Scenario["name"],
-  leases: number,
-  totalMs: number,
-  extra: Partial<Scenario> = {},
-): Scenario => ({
-  name,
-  leases,
-  backend: "vxlan",
-  totalMs,
-  cpuMs: totalMs / 2,
-  rssBytes: 1000,
-  ...extra,
-});
+const run = scenarioRun;
 
 test("repeated runs of a scenario are grouped in first-seen order, each figure its median", () => {
   const groups = groupScenarios([

@@ -1,23 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { CniResult } from "./cni.ts";
-import type { Scenario } from "./control.ts";
+import { scenarioRun } from "./fixtures.ts";
 import { formatVerdicts, targetVerdicts, type TargetVerdict } from "./targets.ts";
 
-const run = (
-  name: Scenario["name"],
-  leases: number,
-  totalMs: number,
-  extra: Partial<Scenario> = {},
-): Scenario => ({
-  name,
-  leases,
-  backend: "vxlan",
-  totalMs,
-  cpuMs: 0,
-  rssBytes: 0,
-  ...extra,
-});
+const run = scenarioRun;
 const stats = (medianMs: number): CniResult["flannelAdd"] => ({ medianMs, p99Ms: medianMs, n: 100 });
 
 test("each target is judged by the median of its runs, with the runs shown", () => {
