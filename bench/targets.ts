@@ -5,6 +5,7 @@
 import type { CniResult } from "./cni.ts";
 import { groupScenarios, type MemoryResult, type Scenario } from "./control.ts";
 import type { DatapathResult } from "./datapath.ts";
+import { fmtMb, fmtMs } from "./util.ts";
 
 export interface TargetVerdict {
   target: string;
@@ -15,10 +16,6 @@ export interface TargetVerdict {
 }
 
 const MIB = 2 ** 20;
-
-function ms(v: number): string {
-  return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v < 10 ? v.toFixed(1) : v.toFixed(0)} ms`;
-}
 
 /**
  * One verdict per target. A scenario run several times is judged by its median; the runs are shown beside it.
@@ -47,8 +44,8 @@ export function targetVerdicts(r: {
       out.push({ target, figure: g?.median.timedOut === true ? "timed out" : "not measured" });
       return;
     }
-    const runs = g.runs.length > 1 ? ` (runs ${g.runs.map((s) => ms(pick(s) ?? NaN)).join(", ")})` : "";
-    out.push({ target, figure: `${ms(m)}${runs}`, met: m <= limitMs });
+    const runs = g.runs.length > 1 ? ` (runs ${g.runs.map((s) => fmtMs(pick(s))).join(", ")})` : "";
+    out.push({ target, figure: `${fmtMs(m)}${runs}`, met: m <= limitMs });
   };
   scenario("cold start, 1000 leases ≤ 0.3 s", "cold", 1000, 300, (s) => s.totalMs);
   scenario("cold start, 10,000 leases ≤ 3 s", "cold", 10_000, 3000, (s) => s.totalMs);
@@ -80,7 +77,7 @@ export function targetVerdicts(r: {
       ? { target: "RSS at 1000 leases ≤ 45 MB", figure: "not measured" }
       : {
           target: "RSS at 1000 leases ≤ 45 MB",
-          figure: `${(mem.at1000Bytes / MIB).toFixed(1)} MB`,
+          figure: fmtMb(mem.at1000Bytes),
           met: mem.at1000Bytes <= 45 * MIB,
         },
   );
@@ -99,7 +96,7 @@ export function targetVerdicts(r: {
       : {
           target: "CNI ADD median within 60 ms of bridge's",
           // One decimal: at the limit, "60 ms" must not read as met when it is 60.4.
-          figure: `${r.cni.addOverheadMs.toFixed(1)} ms (node -e 0: ${ms(r.cni.nodeStartup.medianMs)})`,
+          figure: `${r.cni.addOverheadMs.toFixed(1)} ms (node -e 0: ${fmtMs(r.cni.nodeStartup.medianMs)})`,
           met: r.cni.addOverheadMs <= 60,
         },
   );

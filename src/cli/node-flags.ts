@@ -12,7 +12,6 @@
 // makes the heap, so flanneld's start file (flanneld-start.ts, dist/flanneld.cjs) sets it back to its
 // default before anything else is loaded: the heap keeps its 2 MB semi-spaces, and Node's cache is used
 // again (docs/performance.md, "Seventh round"; docs/adr/0006-v8-flags-set-back-after-heap.md).
-
 //
 // --v8-pool-size=1: one thread for V8's background work (optimising compiles, concurrent GC) instead of
 // Node's four. On a node flanneld shares its cores with everything else, and a burst of lease events made

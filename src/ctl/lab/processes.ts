@@ -119,16 +119,13 @@ export function resumeProcess(rec: Pick<ProcessRecord, "pid" | "startTime">): vo
  */
 export async function stopProcess(rec: ProcessRecord, graceMs = 10_000): Promise<"stopped" | "absent"> {
   if (!isAlive(rec)) return "absent";
-  const signal = (sig: NodeJS.Signals): void => {
-    signalIfAlive(rec, sig);
-  };
-  signal("SIGTERM");
+  signalIfAlive(rec, "SIGTERM");
   // A paused process (pauseProcess) gets the SIGTERM only once it runs again.
-  signal("SIGCONT");
+  signalIfAlive(rec, "SIGCONT");
   const deadline = Date.now() + graceMs;
   while (isAlive(rec)) {
     if (Date.now() > deadline) {
-      signal("SIGKILL");
+      signalIfAlive(rec, "SIGKILL");
       if (Date.now() > deadline + 5_000) break;
     }
     await sleep(50);

@@ -39,7 +39,7 @@ import type { Logger } from "../../log/logger.ts";
 import { sleep } from "../../util/sleep.ts";
 import type { SubnetManager } from "../manager.ts";
 import { GrpcError, Status } from "./client/client.ts";
-import { EtcdRegistry, SubnetExistsError, withExpiration } from "./registry.ts";
+import { EtcdRegistry, SubnetExistsError, withExpiration, type CreatedSubnetKey } from "./registry.ts";
 
 /** How old acquireLease's listing may be to seed the lease watch (see the design notes). */
 const SEED_MAX_AGE_MS = 30_000;
@@ -348,7 +348,7 @@ export class EtcdSubnetManager implements SubnetManager {
     listedAt: number,
     created: { revision: number; etcdLease: string },
   ): Promise<boolean> {
-    let rivals: Awaited<ReturnType<EtcdRegistry["subnetsCreatedAfter"]>>;
+    let rivals: CreatedSubnetKey[];
     try {
       rivals = await this.registry.subnetsCreatedAfter(listedAt);
     } catch (err) {

@@ -84,6 +84,13 @@ export class DoublingBackoff {
   }
 }
 
+/** A lease key's subnets (IPv4 null for an IPv6-only key) and the revision that created it. */
+export interface CreatedSubnetKey {
+  subnet: IpNet | null;
+  ipv6Subnet: IpNet | null;
+  createRevision: number;
+}
+
 /** Thrown by createSubnet when the key exists (upstream errSubnetAlreadyexists). */
 export class SubnetExistsError extends FlannelError {
   constructor(key: string) {
@@ -369,9 +376,7 @@ export class EtcdRegistry {
    * The lease keys created after `revision` (their subnets and the revision that created each), read
    * without their values. Keys that do not parse as lease keys are left out.
    */
-  async subnetsCreatedAfter(
-    revision: number,
-  ): Promise<{ subnet: IpNet | null; ipv6Subnet: IpNet | null; createRevision: number }[]> {
+  async subnetsCreatedAfter(revision: number): Promise<CreatedSubnetKey[]> {
     const prefix = Buffer.from(`${this.subnetsKey}/`);
     const res = await this.call(() =>
       this.client.range(
@@ -379,10 +384,9 @@ export class EtcdRegistry {
         this.deadline(),
       ),
     );
-    const out: { subnet: IpNet | null; ipv6Subnet: IpNet | null; createRevision: number }[] = [];
+    const out: CreatedSubnetKey[] = [];
     for (const kv of res.kvs) {
-      const k = kv.key.toString();
-      const sk = parseSubnetKey(k.slice(k.lastIndexOf("/") + 1));
+      const sk = parseSubnetKey(kv.key.toString("utf8"));
       if (sk === null) continue;
       const subnet = isIpv6OnlyKey(sk) ? null : sk.subnet;
       out.push({ subnet, ipv6Subnet: sk.ipv6Subnet, createRevision: kv.createRevision });
