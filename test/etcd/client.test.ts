@@ -61,6 +61,17 @@ test("put, range, txn create-if-absent and deleteRange match what etcdctl sees",
     await c.deleteRange({ key: b(`${p}a`) }, soon());
     assert.equal((await c.range({ key: b(`${p}a`) }, soon())).kvs.length, 0);
     await c.deleteRange({ key: b(`${p}a`) }, soon()); // already gone: fine
+
+    // One transaction that deletes two keys and writes a third.
+    const t = await c.txn(
+      {
+        compare: [],
+        success: [{ deleteKey: b(`${p}b`) }, { deleteKey: b(`${p}c`) }, { key: b(`${p}d`), value: b("4") }],
+      },
+      soon(),
+    );
+    assert.equal(t.succeeded, true);
+    assert.equal(etcd.etcdctl(["get", p, "--prefix", "--keys-only"]).trim(), `${p}d`);
   } finally {
     c.close();
   }

@@ -26,6 +26,7 @@ import {
   encodeWatchCancel,
   encodeWatchCreate,
   type CompareVersion,
+  type DeleteOp,
   type PutOp,
   type RangeRequest,
   type RangeResponse,
@@ -132,7 +133,7 @@ export class EtcdClient {
   }
 
   async txn(
-    req: { compare: CompareVersion[]; success: PutOp[] },
+    req: { compare: readonly CompareVersion[]; success: readonly (PutOp | DeleteOp)[] },
     deadline: number,
   ): Promise<{ revision: number; succeeded: boolean }> {
     return decodeTxnResponse(await this.unary(`${KV}Txn`, encodeTxn(req), deadline));

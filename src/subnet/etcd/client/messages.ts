@@ -48,6 +48,11 @@ export interface PutOp {
   lease?: string;
 }
 
+/** One key deleted inside a transaction. */
+export interface DeleteOp {
+  deleteKey: Uint8Array;
+}
+
 // ---- requests ----
 
 export interface RangeRequest {
@@ -84,8 +89,11 @@ export function encodeDeleteRange(req: { key: Uint8Array; rangeEnd?: Uint8Array 
   return encodeRange(req);
 }
 
-/** A TxnRequest: if every compare holds, the puts run (`success`); otherwise nothing. */
-export function encodeTxn(req: { compare: CompareVersion[]; success: PutOp[] }): Buffer {
+/** A TxnRequest: if every compare holds, the puts and deletes run (`success`); otherwise nothing. */
+export function encodeTxn(req: {
+  compare: readonly CompareVersion[];
+  success: readonly (PutOp | DeleteOp)[];
+}): Buffer {
   const w = new ProtoWriter();
   for (const c of req.compare) {
     w.message(1, (cw) => {
@@ -95,7 +103,11 @@ export function encodeTxn(req: { compare: CompareVersion[]; success: PutOp[] }):
       cw.int(4, c.versionEquals);
     });
   }
-  for (const p of req.success) w.message(2, (op) => op.message(2, (pw) => writePut(pw, p)));
+  for (const p of req.success) {
+    // RequestOp: request_put = 2, request_delete_range = 3 (a DeleteRangeRequest with only its key)
+    if ("deleteKey" in p) w.message(2, (op) => op.message(3, (dw) => dw.bytes(1, p.deleteKey)));
+    else w.message(2, (op) => op.message(2, (pw) => writePut(pw, p)));
+  }
   return w.finish();
 }
 

@@ -105,6 +105,15 @@ test("encodeTxn writes Compare{VERSION EQUAL 0} and RequestOp{request_put}", () 
   assert.equal(buf.toString("hex"), "0a041a022f6b" + "120b1209" + "0a022f6b" + "120176" + "1805");
 });
 
+test("encodeTxn writes a delete as RequestOp{request_delete_range}", () => {
+  const buf = encodeTxn({
+    compare: [],
+    success: [{ deleteKey: Buffer.from("/k") }, { key: Buffer.from("/j"), value: Buffer.from("v") }],
+  });
+  // success: field 2 { request_delete_range=3 { key=1:"/k" } }, then field 2 { request_put=2 { key, value } }
+  assert.equal(buf.toString("hex"), "1206" + "1a04" + "0a022f6b" + "1209" + "1207" + "0a022f6a" + "120176");
+});
+
 test("FrameDecoder: messages split across chunks and several in one chunk", () => {
   const a = frame(Buffer.from("hello"));
   const b = frame(Buffer.alloc(0));
