@@ -3,27 +3,34 @@
 // line on stdin and answers one JSON line per command on stdout.
 //
 // Roles:
-//   writer  an etcd3 client next to etcd: grants etcd leases, writes/deletes lease keys streamed (one put
+//   writer  flanneld's etcd client, next to etcd: grants etcd leases, writes/deletes lease keys streamed (one put
 //           per request, a window in flight) or batched (100 puts per transaction) and reports when the last
 //           write was acknowledged.
 //   probe   counts the routes flanneld installed in the node namespace. It listens to route notifications
-//           (RTMGRP_IPV4_ROUTE) instead of polling so that counting costs flanneld no CPU; every answer is
-//           confirmed by a full netlink dump, and a lost notification (ENOBUFS) or a mismatch falls back to
-//           dumps every 20 ms.
+//           (RTMGRP_IPV4_ROUTE) instead of polling, and reads only the few bytes of each that it needs: it
+//           shares the two cores with flanneld, etcd and the writer. Every answer is confirmed by a full
+//           netlink dump; lost notifications (ENOBUFS) and a count short of its target once the
+//           notifications have been quiet for QUIET_MS make it list the routes.
 //
 // Times are wall-clock milliseconds with sub-millisecond resolution (`performance.timeOrigin + now()`), so the
 // parent can compare them across processes.
 
-import { Etcd3 } from "etcd3";
 import { createInterface } from "node:readline";
 import { IpAddr } from "../src/ip/addr.ts";
-import { IpNet } from "../src/ip/net.ts";
+import { EtcdClient } from "../src/subnet/etcd/client/client.ts";
+import type { DeleteOp, PutOp } from "../src/subnet/etcd/client/messages.ts";
 import { encodeLeaseAttrs } from "../src/subnet/etcd/keys.ts";
 import * as nl from "../src/kernel/netlink/codec.ts";
-import { createNetlinkKernel, parseRoute } from "../src/kernel/netlink/netlink-kernel.ts";
 import { NetlinkSocket } from "../src/kernel/netlink/socket.ts";
+import { peerRouteDst } from "./route-filter.ts";
 
 export const nowMs = (): number => performance.timeOrigin + performance.now();
+
+/** This process's utime+stime in milliseconds: what the agent itself took from the machine. */
+const cpuNowMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 /** Peer i's subnet, public IP and VTEP MAC. Peers live in 10.100.0.0/14 so they never collide with our own lease. */
 export function peer(i: number): { subnet: string; key: string; publicIp: string; mac: string } {
@@ -65,12 +72,17 @@ function serve(handler: Handler): void {
 
 // ------------------------------------------------------------------------------------------------ writer
 
+/** A deadline for one etcd call of the writer's. */
+const soon = (): number => Date.now() + 30_000;
+
 function writer(): void {
-  let client: Etcd3 | undefined;
+  // flanneld's own etcd client: the writer shares the two cores with what it measures, and this client costs
+  // a fraction of the CPU per call of the etcd3 package's gRPC stack (docs/performance.md, ninth round).
+  let client: EtcdClient | undefined;
   let prefix = "/coreos.com/network";
   let backend = "vxlan";
   const grants: string[] = [];
-  const etcd = (): Etcd3 => {
+  const etcd = (): EtcdClient => {
     if (!client) throw new Error("writer: send init first");
     return client;
   };
@@ -94,11 +106,11 @@ function writer(): void {
     };
     await Promise.all(Array.from({ length: Math.min(window, Math.max(1, to - from)) }, worker));
   };
-  const txns = async (from: number, to: number, op: (i: number) => unknown): Promise<void> => {
+  const txns = async (from: number, to: number, op: (i: number) => PutOp | DeleteOp): Promise<void> => {
     for (let s = from; s < to; s += 100) {
       const ops = [];
       for (let i = s; i < Math.min(to, s + 100); i++) ops.push(op(i));
-      await etcd().kv.txn({ compare: [], success: ops as never });
+      await etcd().txn({ compare: [], success: ops }, soon());
     }
   };
 
@@ -109,8 +121,8 @@ function writer(): void {
       case "init":
         prefix = String(cmd.prefix ?? prefix);
         backend = String(cmd.backend ?? backend);
-        client = new Etcd3({ hosts: [String(cmd.endpoint)] });
-        await etcd().kv.range({ key: Buffer.from(`${prefix}/config`) });
+        client = new EtcdClient({ endpoints: [String(cmd.endpoint)] });
+        await etcd().range({ key: Buffer.from(`${prefix}/config`) }, soon());
         return { ok: true };
       case "backend":
         backend = String(cmd.backend);
@@ -122,35 +134,35 @@ function writer(): void {
         while (grants.length < n) {
           const need = n - grants.length;
           const got = await Promise.all(
-            Array.from({ length: Math.min(need, 256) }, () => etcd().leaseClient.leaseGrant({ TTL: 86_400 })),
+            Array.from({ length: Math.min(need, 256) }, () => etcd().leaseGrant(86_400, soon())),
           );
-          grants.push(...got.map((g) => g.ID));
+          grants.push(...got.map((g) => g.id));
         }
         return { ok: true, ms: nowMs() - t0 };
       }
       case "put": {
         const t0 = nowMs();
+        const cpu0 = cpuNowMs();
         if (cmd.mode === "batch") {
-          await txns(from, to, (i) => ({
-            request_put: { key: keyOf(i), value: valueOf(i), lease: grants[i] ?? "0" },
-          }));
+          await txns(from, to, (i) => ({ key: keyOf(i), value: valueOf(i), lease: grants[i] ?? "0" }));
         } else {
           await pool(from, to, Number(cmd.window ?? 16), async (i) => {
-            await etcd().kv.put({ key: keyOf(i), value: valueOf(i), lease: grants[i] ?? "0" });
+            await etcd().put({ key: keyOf(i), value: valueOf(i), lease: grants[i] ?? "0" }, soon());
           });
         }
-        return { t0, tEnd: nowMs() };
+        return { t0, tEnd: nowMs(), cpuMs: cpuNowMs() - cpu0 };
       }
       case "delete": {
         const t0 = nowMs();
+        const cpu0 = cpuNowMs();
         if (cmd.mode === "batch") {
-          await txns(from, to, (i) => ({ request_delete_range: { key: keyOf(i) } }));
+          await txns(from, to, (i) => ({ deleteKey: keyOf(i) }));
         } else {
           await pool(from, to, Number(cmd.window ?? 16), async (i) => {
-            await etcd().kv.deleteRange({ key: keyOf(i) });
+            await etcd().deleteRange({ key: keyOf(i) }, soon());
           });
         }
-        return { t0, tEnd: nowMs() };
+        return { t0, tEnd: nowMs(), cpuMs: cpuNowMs() - cpu0 };
       }
       case "close":
         client?.close();
@@ -164,26 +176,38 @@ function writer(): void {
 
 // ------------------------------------------------------------------------------------------------ probe
 
+/**
+ * How long the notifications must have been quiet, while a wait is short of its target, before the probe
+ * lists the routes to catch one it missed. The kernel removes a nexthop's routes without notifications, for
+ * one; ENOBUFS (lost notifications) triggers a listing at once. A listing is a full route dump: done every
+ * 20 ms, as it once was, it cost the probe ~100 ms of CPU over a 1000-lease removal.
+ */
+const QUIET_MS = 100;
+
 function probe(): void {
-  // Peer routes: /24s inside 10.0.0.0/8 in the main table (vxlan: via flannel.1 onlink; host-gw: via eth0).
-  const network = IpNet.parse("10.0.0.0/8");
-  const ours = (body: Buffer): string | undefined => {
-    const r = parseRoute(body);
-    if (r === undefined || r.family !== 4 || r.dst === null || r.dst.prefixLen !== 24) return undefined;
-    if ((r.table ?? 254) !== 254 || r.gw === undefined || !network.containsNet(r.dst)) return undefined;
-    return r.dst.toString();
-  };
-  const kernel = createNetlinkKernel();
-  const present = new Set<string>();
+  const sock = new NetlinkSocket({ groups: nl.RTMGRP_IPV4_ROUTE, rcvbufBytes: 32 << 20 });
+  const req = new NetlinkSocket();
+  const present = new Set<number>();
+  const dumpBody = nl.encodeRtMsg({
+    family: nl.AF_INET,
+    dstLen: 0,
+    srcLen: 0,
+    tos: 0,
+    table: 0,
+    protocol: 0,
+    scope: 0,
+    type: 0,
+    flags: 0,
+  });
   const dump = (): void => {
     present.clear();
-    for (const r of kernel.routes.list({ family: 4 })) {
-      if (r.dst !== null && r.dst.prefixLen === 24 && r.gw !== undefined && network.containsNet(r.dst)) {
-        if ((r.table ?? 254) === 254) present.add(r.dst.toString());
-      }
+    for (const m of req.dump(nl.RTM_GETROUTE, dumpBody, "list routes")) {
+      const dst = peerRouteDst(m.body);
+      if (dst >= 0) present.add(dst);
     }
   };
   let lastChange = nowMs();
+  let lastNotification = nowMs();
   let waiter: { target: number; resolve: (t: number) => void } | undefined;
   const check = (): void => {
     if (waiter && present.size === waiter.target) {
@@ -197,18 +221,18 @@ function probe(): void {
       }
     }
   };
-  const sock = new NetlinkSocket({ groups: nl.RTMGRP_IPV4_ROUTE, rcvbufBytes: 32 << 20 });
   const ac = new AbortController();
   dump();
   sock.readLoop(
     (msgs) => {
+      lastNotification = nowMs();
       for (const m of msgs) {
         if (m.type !== nl.RTM_NEWROUTE && m.type !== nl.RTM_DELROUTE) continue;
-        const k = ours(m.body);
-        if (k === undefined) continue;
-        if (m.type === nl.RTM_NEWROUTE) present.add(k);
-        else present.delete(k);
-        lastChange = nowMs();
+        const dst = peerRouteDst(m.body);
+        if (dst < 0) continue;
+        if (m.type === nl.RTM_NEWROUTE) present.add(dst);
+        else present.delete(dst);
+        lastChange = lastNotification;
       }
       check();
     },
@@ -219,21 +243,24 @@ function probe(): void {
     },
     ac.signal,
   );
-  // Safety net: notifications can be lost beyond what ENOBUFS reports (socket closed, kernel quirks).
+  // Safety net for notifications that never came: a listing once they have been quiet for QUIET_MS. A
+  // change it finds is dated by the listing, so a missed notification can only make a figure longer.
   setInterval(() => {
-    if (waiter) {
-      const before = present.size;
-      dump();
-      if (present.size !== before) lastChange = nowMs();
-      check();
-    }
-  }, 20).unref();
+    if (waiter === undefined || nowMs() - lastNotification < QUIET_MS) return;
+    lastNotification = nowMs();
+    const before = [...present];
+    dump();
+    if (present.size !== before.length || before.some((d) => !present.has(d))) lastChange = nowMs();
+    check();
+  }, QUIET_MS / 2).unref();
 
   serve(async (cmd) => {
     switch (cmd.cmd) {
       case "count":
         dump();
-        return { count: present.size, t: nowMs() };
+        return { count: present.size, t: nowMs(), cpuMs: cpuNowMs() };
+      case "cpu":
+        return { cpuMs: cpuNowMs() };
       case "wait": {
         const target = Number(cmd.target);
         const timeoutMs = Number(cmd.timeoutMs ?? 300_000);
@@ -251,8 +278,8 @@ function probe(): void {
           };
           check();
         });
-        if (t === undefined) return { timeout: true, count: present.size };
-        return { t, count: present.size };
+        if (t === undefined) return { timeout: true, count: present.size, cpuMs: cpuNowMs() };
+        return { t, count: present.size, cpuMs: cpuNowMs() };
       }
       case "close":
         ac.abort();

@@ -78,7 +78,7 @@ export function groupScenarios(list: readonly Scenario[]): ScenarioGroup[] {
       cpuMs: med(runs, (s) => s.cpuMs) as number,
       rssBytes: med(runs, (s) => s.rssBytes) as number,
     };
-    for (const key of ["afterLastWriteMs", "writerAloneMs", "sysMs"] as const) {
+    for (const key of ["afterLastWriteMs", "writerAloneMs", "sysMs", "probeCpuMs", "writerCpuMs"] as const) {
       const v = med(runs, (s) => s[key]);
       if (v === undefined) delete m[key];
       else m[key] = v;
@@ -108,6 +108,12 @@ export interface Scenario {
   cpuMs: number;
   /** The stime part of cpuMs: flanneld's time in the kernel (its netlink writes among it). */
   sysMs?: number;
+  /**
+   * What the instruments took meanwhile, on the same two cores: the probe (counting routes) from the first
+   * write until it answered, and the writer for its writes (not for cold).
+   */
+  probeCpuMs?: number;
+  writerCpuMs?: number;
   /** flanneld VmRSS at the end. */
   rssBytes: number;
   timedOut?: boolean;
@@ -130,6 +136,8 @@ export class FlanneldNode {
   readonly dir: string;
   child: ChildProcess | undefined;
   spawnedAt = 0;
+  /** The probe's CPU time (ms) when flanneld was spawned. */
+  probeCpuAtStart = NaN;
   private readonly unregister: () => void;
 
   constructor(
@@ -169,7 +177,7 @@ export class FlanneldNode {
    * instead of flanneld's convergence whenever flanneld is the faster of the two.
    */
   async start(extraArgs: readonly string[] = []): Promise<void> {
-    await this.probe.call({ cmd: "count" });
+    this.probeCpuAtStart = Number((await this.probe.call({ cmd: "count" })).cpuMs);
     const log = openSync(join(this.dir, "flanneld.log"), "a");
     this.spawnedAt = nowMs();
     this.child = spawn(
@@ -334,7 +342,12 @@ async function waitRoutes(node: FlanneldNode, target: number, timeoutMs: number)
   } finally {
     if (onExit !== undefined) node.child?.off("exit", onExit);
   }
-  return { t: Number(r.t ?? nowMs()), timedOut: r.timeout === true, count: Number(r.count) };
+  return {
+    t: Number(r.t ?? nowMs()),
+    timedOut: r.timeout === true,
+    count: Number(r.count),
+    probeCpuMs: Number(r.cpuMs),
+  };
 }
 
 /**
@@ -376,6 +389,7 @@ export async function runControl(
       cpuMs: cpuMs(node.pid) ?? NaN,
       sysMs: cpuParts(node.pid)?.sys ?? NaN,
       rssBytes: rssBytes(node.pid) ?? NaN,
+      probeCpuMs: r0.probeCpuMs - node.probeCpuAtStart,
     };
     if (r0.timedOut) cold.timedOut = true;
     if (want.has("cold")) onResult(cold);
@@ -390,6 +404,7 @@ export async function runControl(
       await sleepMs(300); // let the previous pass and GC settle
       const cpu0 = cpuMs(node.pid) ?? NaN;
       const sys0 = cpuParts(node.pid)?.sys ?? NaN;
+      const probeCpu0 = Number((await node.probe.call({ cmd: "cpu" })).cpuMs);
       const wait = waitRoutes(node, target, timeoutMs);
       wait.catch(() => undefined); // awaited below; a flanneld that dies meanwhile must not be "unhandled"
       const wr = await w.call(cmd);
@@ -404,6 +419,8 @@ export async function runControl(
         cpuMs: (cpuMs(node.pid) ?? NaN) - cpu0,
         sysMs: (cpuParts(node.pid)?.sys ?? NaN) - sys0,
         rssBytes: rssBytes(node.pid) ?? NaN,
+        probeCpuMs: r.probeCpuMs - probeCpu0,
+        writerCpuMs: Number(wr.cpuMs),
       };
       if (r.timedOut) s.timedOut = gaveUp = true;
       if (want.has(name)) onResult(s);

@@ -274,7 +274,13 @@ export function formatTable(r: Results): string {
       ]
         .filter((x) => x !== "")
         .join("; "),
-      `${fmtMs(s.cpuMs)}${each((x) => x.cpuMs)}${s.sysMs === undefined ? "" : `; sys ${fmtMs(s.sysMs)}`}`,
+      [
+        `${fmtMs(s.cpuMs)}${each((x) => x.cpuMs)}${s.sysMs === undefined ? "" : `; sys ${fmtMs(s.sysMs)}`}`,
+        s.probeCpuMs === undefined ? "" : `probe ${fmtMs(s.probeCpuMs)}`,
+        s.writerCpuMs === undefined ? "" : `writer ${fmtMs(s.writerCpuMs)}`,
+      ]
+        .filter((x) => x !== "")
+        .join("; "),
     ]);
   }
   if (r.memory) {
@@ -349,7 +355,7 @@ export function formatTable(r: Results): string {
   const lines = [
     `Machine: ${head}. Date ${r.date}, commit ${r.commit}.`,
     "",
-    "| measurement | result | after last write / beside / peak | flanneld CPU |",
+    "| measurement | result | after last write / beside / peak | flanneld CPU; the probe's and writer's meanwhile |",
     "|---|---|---|---|",
     ...rows.map((c) => `| ${c.join(" | ")} |`),
   ];
