@@ -53,6 +53,8 @@ export const AF_NETLINK = 16;
 // Multicast groups (RTMGRP_* bit masks for sockaddr_nl.nl_groups).
 export const RTMGRP_LINK = 0x1;
 export const RTMGRP_NEIGH = 0x4;
+/** The neighbour group's number (RTMGRP_NEIGH is its mask), for NETLINK_ADD/DROP_MEMBERSHIP. */
+export const RTNLGRP_NEIGH = 3;
 export const RTMGRP_IPV4_ROUTE = 0x40;
 export const RTMGRP_IPV6_ROUTE = 0x400;
 

@@ -56,12 +56,12 @@ const RTPROT_BOOT = 3;
 const NOTIFY_DROP_TYPES: readonly number[] = [nl.RTM_NEWROUTE, nl.RTM_NEWNEIGH];
 
 /**
- * A batch with at least this many neighbour and FDB deletions is made with their notifications dropped
- * (NetlinkKernel.quietly). Dropping costs two filter attachments per subscription (the kernel compiles each):
- * done for every lease event, it added ~60 µs of system time per removed peer to a streamed removal of 10,000
- * leases, where reading back the ~3.4 notifications of a peer costs less.
+ * A batch with at least this many neighbour and FDB deletions is made with their notifications not delivered
+ * (NetlinkKernel.quietly). Leaving and joining the group again costs ~6–13 µs (two setsockopt calls per
+ * subscription), less than reading back one notification, so every such batch is made quietly. (Swapping
+ * socket filters, as before, cost ~0.1 ms per batch: docs/performance.md, ninth round.)
  */
-const QUIET_MIN_DELETES = 16;
+const QUIET_MIN_DELETES = 1;
 
 /**
  * One rtnetlink write request; `okErrnos` are the errnos that mean "already absent" for a delete. `op` is
@@ -703,23 +703,22 @@ export class NetlinkKernel implements Kernel {
   }
 
   /**
-   * Runs `fn` (requests on `sock`) with the subscriptions dropping neighbour and FDB deletions. The kernel
-   * sends those without the requester's port id, so the filters cannot tell ours apart: removing 1000 vxlan
-   * peers sent ~3400 notifications back, ~17% of flanneld's main thread (docs/performance.md, seventh round).
-   * rtnetlink handles a request in the sender's `sendmsg`, so every notification of ours is queued, and
-   * dropped, before `fn` returns. Someone else's deletion in that window (milliseconds) is missed as an
-   * event; the reconciler's periodic pass still repairs it. Attaching a filter costs the kernel more than a
-   * few notifications cost us, hence QUIET_MIN_DELETES.
+   * Runs `fn` (requests on `sock`) with the subscriptions out of the neighbour group, so that the
+   * notifications of our neighbour and FDB deletions are never delivered to them. The kernel sends those
+   * without the requester's port id, so no filter can tell ours apart: removing 1000 vxlan peers sent ~3400
+   * notifications back, ~17% of flanneld's main thread (docs/performance.md, seventh round). rtnetlink
+   * handles a request in the sender's `sendmsg`, so every notification of ours is sent, and not delivered,
+   * before `fn` returns. The group carries nothing else a subscription keeps (additions are filtered out).
+   * Someone else's deletion in that window (microseconds to milliseconds) is missed as an event; the
+   * reconciler's periodic pass still repairs it.
    */
   private quietly<T>(fn: () => T): T {
     if (this.subscriptions.size === 0) return fn();
-    for (const [sub, spec] of this.subscriptions) {
-      sub.setDropFilter({ ...spec, types: [...(spec.types ?? []), nl.RTM_DELNEIGH] });
-    }
+    for (const sub of this.subscriptions.keys()) sub.setGroup(nl.RTNLGRP_NEIGH, false);
     try {
       return fn();
     } finally {
-      for (const [sub, spec] of this.subscriptions) sub.setDropFilter(spec);
+      for (const sub of this.subscriptions.keys()) sub.setGroup(nl.RTNLGRP_NEIGH, true);
     }
   }
 
@@ -952,7 +951,7 @@ export class NetlinkKernel implements Kernel {
         return out;
       },
       replace: (n) => this.send(this.writeReq({ op: "neigh-replace", neighbour: n })),
-      delete: (n) => this.send(this.writeReq({ op: "neigh-delete", neighbour: n })),
+      delete: (n) => this.quietly(() => this.send(this.writeReq({ op: "neigh-delete", neighbour: n }))),
     };
   }
 
@@ -976,7 +975,7 @@ export class NetlinkKernel implements Kernel {
         return out;
       },
       replace: (e) => this.send(this.writeReq({ op: "fdb-replace", fdb: e })),
-      delete: (e) => this.send(this.writeReq({ op: "fdb-delete", fdb: e })),
+      delete: (e) => this.quietly(() => this.send(this.writeReq({ op: "fdb-delete", fdb: e }))),
     };
   }
 

@@ -124,8 +124,8 @@ if (isChild) {
   assert.equal(k.batch([{ op: "route-delete", route: route(9) }])[0], undefined);
   // Notifications arrive in order: once this one is in, ours would have been too.
   execFileSync("ip", ["route", "del", "10.1.8.0/24"]);
-  // Neighbour and FDB deletions carry no sender: single ones of ours arrive too, with their address and MAC;
-  // a batch of many is made with them dropped (NetlinkKernel.quietly); someone else's still arrive.
+  // Neighbour and FDB deletions carry no sender: ours, single or many in a batch, are made while the
+  // subscription is out of the neighbour group (NetlinkKernel.quietly); someone else's still arrive.
   const vx = k.links.get("vx0");
   if (vx === undefined) throw new Error("no vx0");
   const n = { linkIndex: link.index, ip: IpAddr.parse("192.168.77.9"), mac: "02:00:00:00:00:09" };
@@ -163,10 +163,7 @@ if (isChild) {
   execFileSync("bridge", ["fdb", "del", "02:00:00:00:00:07", "dev", "vx0", "dst", "192.168.77.7"]);
   const last = `neigh-deleted bridge ${vx.index} 192.168.77.7 02:00:00:00:00:07`;
   const deadline = Date.now() + 20_000;
-  while (
-    !(events.includes("route-deleted 10.1.8.0/24") && events.filter((e) => e === last).length === 2) &&
-    Date.now() < deadline
-  )
+  while (!(events.includes("route-deleted 10.1.8.0/24") && events.includes(last)) && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 20));
   await new Promise((r) => setTimeout(r, 300)); // an overflow, if any, is reported by the same drain
   ac.abort();
@@ -206,11 +203,7 @@ if (isChild) {
       };
       assert.deepEqual(
         events.filter((e) => e.startsWith("neigh-deleted") && !e.includes(" 192.168.77.2 ")),
-        [
-          `neigh-deleted 4 ${idx.d0} 192.168.77.9 -`,
-          `neigh-deleted bridge ${idx.vx0} 192.168.77.7 02:00:00:00:00:07`,
-          `neigh-deleted bridge ${idx.vx0} 192.168.77.7 02:00:00:00:00:07`,
-        ],
+        [`neigh-deleted bridge ${idx.vx0} 192.168.77.7 02:00:00:00:00:07`],
         out,
       );
     } finally {

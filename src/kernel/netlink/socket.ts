@@ -52,6 +52,8 @@ const NETLINK_EXT_ACK = 11;
 const MSG_DONTWAIT = 0x40;
 const POLLIN = 0x1;
 const NETLINK_CAP_ACK = 10;
+const NETLINK_ADD_MEMBERSHIP = 1;
+const NETLINK_DROP_MEMBERSHIP = 2;
 /** Requests per sendto in requestMany: their error answers (~1 KB of receive buffer each) must fit SO_RCVBUF. */
 const MANY_MAX_MSGS = 128;
 const MANY_MAX_BYTES = 64 * 1024;
@@ -287,6 +289,15 @@ export class NetlinkSocket {
     } catch {
       this.setInt(SOL_SOCKET, SO_RCVBUF, bytes);
     }
+  }
+
+  /**
+   * Leaves (`false`) or joins again (`true`) notification group `group` (an RTNLGRP_* number, not a mask).
+   * While out of it, the kernel delivers nothing of that group to this socket; what is queued stays.
+   */
+  setGroup(group: number, member: boolean): void {
+    if (this.fd >= 0)
+      this.setInt(SOL_NETLINK, member ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP, group);
   }
 
   private setInt(level: number, name: number, value: number): void {
