@@ -188,17 +188,7 @@ function probe(): void {
   const sock = new NetlinkSocket({ groups: nl.RTMGRP_IPV4_ROUTE, rcvbufBytes: 32 << 20 });
   const req = new NetlinkSocket();
   const present = new Set<number>();
-  const dumpBody = nl.encodeRtMsg({
-    family: nl.AF_INET,
-    dstLen: 0,
-    srcLen: 0,
-    tos: 0,
-    table: 0,
-    protocol: 0,
-    scope: 0,
-    type: 0,
-    flags: 0,
-  });
+  const dumpBody = nl.encodeRtRequest(nl.AF_INET);
   const dump = (): void => {
     present.clear();
     for (const m of req.dump(nl.RTM_GETROUTE, dumpBody, "list routes")) {

@@ -351,6 +351,17 @@ export interface RtMsg {
   flags: number;
 }
 
+/**
+ * The body of an RTM_GETROUTE request: with no `dstLen` and no attributes a dump of every route of `family`
+ * (AF_*) in every table; with RTA_DST and its length, the route the kernel would use (`ip route get`).
+ */
+export function encodeRtRequest(family: number, dstLen = 0, attrs: readonly Attr[] = []): Buffer {
+  return encodeRtMsg(
+    { family, dstLen, srcLen: 0, tos: 0, table: 0, protocol: 0, scope: 0, type: 0, flags: 0 },
+    attrs,
+  );
+}
+
 export function encodeRtMsg(h: RtMsg, attrs: readonly Attr[] = []): Buffer {
   const b = withAttrs(12, attrs);
   b.writeUInt8(h.family, 0);

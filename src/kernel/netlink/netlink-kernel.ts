@@ -562,17 +562,7 @@ export class NetlinkKernel implements Kernel {
     return {
       list: (opts) => {
         const table = opts.table ?? RT_TABLE_MAIN;
-        const body = nl.encodeRtMsg({
-          family: afOf(opts.family),
-          dstLen: 0,
-          srcLen: 0,
-          tos: 0,
-          table: 0,
-          protocol: 0,
-          scope: 0,
-          type: 0,
-          flags: 0,
-        });
+        const body = nl.encodeRtRequest(afOf(opts.family));
         const out: Route[] = [];
         for (const m of this.sock.dump(nl.RTM_GETROUTE, body, "list routes")) {
           if (m.type !== nl.RTM_NEWROUTE) continue;
@@ -587,20 +577,7 @@ export class NetlinkKernel implements Kernel {
       delete: (r) => this.writeOne({ op: "route-delete", route: r }),
       // ip route get DST
       get: (dst) => {
-        const body = nl.encodeRtMsg(
-          {
-            family: afOf(dst.family),
-            dstLen: dst.bits,
-            srcLen: 0,
-            tos: 0,
-            table: 0,
-            protocol: 0,
-            scope: 0,
-            type: 0,
-            flags: 0,
-          },
-          [ipAttr(nl.RTA_DST, dst)],
-        );
+        const body = nl.encodeRtRequest(afOf(dst.family), dst.bits, [ipAttr(nl.RTA_DST, dst)]);
         const m = this.sock.query(nl.RTM_GETROUTE, body, `get route ${dst.toString()}`);
         const r = parseRoute(m.body);
         if (!r) throw new KernelError("EUNKNOWN", `get route ${dst.toString()}`);
