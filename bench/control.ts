@@ -474,6 +474,13 @@ export interface MemoryResult {
   idlePeakBytes?: number;
   at1000PeakBytes?: number;
   at10000PeakBytes?: number;
+  /**
+   * flanneld's CPU time over the PEAK_WINDOW_MS after each settled figure, with no lease changing: what it
+   * costs at rest, mostly the periodic full reconcile pass (every 10 s) that the window holds.
+   */
+  idleRestCpuMs?: number;
+  at1000RestCpuMs?: number;
+  at10000RestCpuMs?: number;
 }
 
 const PEAK_WINDOW_MS = 11_000;
@@ -492,16 +499,17 @@ export async function runMemory(
   const max = quick ? 1000 : 10_000;
   await w.call({ cmd: "grant", n: max });
   const node = cluster.newNode();
-  const settle = async (): Promise<{ settled: number; anon: number; peak: number }> => {
+  const settle = async (): Promise<{ settled: number; anon: number; peak: number; restCpu: number }> => {
     await sleepMs(3000);
     const parts = rssParts(node.pid);
     const settled = parts?.rss ?? NaN;
+    const cpu0 = cpuMs(node.pid) ?? NaN;
     let peak = settled;
     for (const end = Date.now() + PEAK_WINDOW_MS; Date.now() < end;) {
       await sleepMs(100);
       peak = Math.max(peak, rssBytes(node.pid) ?? NaN);
     }
-    return { settled, anon: parts?.anon ?? NaN, peak };
+    return { settled, anon: parts?.anon ?? NaN, peak, restCpu: (cpuMs(node.pid) ?? NaN) - cpu0 };
   };
   try {
     await node.start();
@@ -518,6 +526,8 @@ export async function runMemory(
       at1000PeakBytes: at1000.peak,
       idleAnonBytes: idle.anon,
       at1000AnonBytes: at1000.anon,
+      idleRestCpuMs: idle.restCpu,
+      at1000RestCpuMs: at1000.restCpu,
     };
     if (!quick) {
       await w.call({ cmd: "put", mode: "batch", from: 1000, to: max });
@@ -526,6 +536,7 @@ export async function runMemory(
       res.at10000Bytes = at10000.settled;
       res.at10000PeakBytes = at10000.peak;
       res.at10000AnonBytes = at10000.anon;
+      res.at10000RestCpuMs = at10000.restCpu;
       res.bytesPerLease = (res.at10000Bytes - at1000.settled) / (max - 1000);
     }
     await w.call({ cmd: "delete", mode: "batch", from: 0, to: max });

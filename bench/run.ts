@@ -289,19 +289,26 @@ export function formatTable(r: Results): string {
       [b === undefined ? "" : `peak ${fmtMb(b)}`, anon === undefined ? "" : `anon ${fmtMb(anon)}`]
         .filter((x) => x !== "")
         .join(", ");
-    rows.push(["flanneld RSS idle", fmtMb(m.idleBytes), peak(m.idlePeakBytes, m.idleAnonBytes), ""]);
+    // flanneld's CPU over the 11 s after each figure, with no lease changing (one periodic full pass).
+    const rest = (ms: number | undefined): string => (ms === undefined ? "" : `${fmtMs(ms)} in 11 s at rest`);
+    rows.push([
+      "flanneld RSS idle",
+      fmtMb(m.idleBytes),
+      peak(m.idlePeakBytes, m.idleAnonBytes),
+      rest(m.idleRestCpuMs),
+    ]);
     rows.push([
       "flanneld RSS at 1000 leases",
       fmtMb(m.at1000Bytes),
       peak(m.at1000PeakBytes, m.at1000AnonBytes),
-      "",
+      rest(m.at1000RestCpuMs),
     ]);
     if (m.at10000Bytes !== undefined)
       rows.push([
         "flanneld RSS at 10,000 leases",
         fmtMb(m.at10000Bytes),
         peak(m.at10000PeakBytes, m.at10000AnonBytes),
-        "",
+        rest(m.at10000RestCpuMs),
       ]);
     if (m.bytesPerLease !== undefined) {
       rows.push([
