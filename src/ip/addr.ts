@@ -41,13 +41,17 @@ export class IpAddr {
     return ip;
   }
 
+  /** An IPv4 address from its 32-bit value (its four bytes read big-endian). */
+  static fromV4(n: number): IpAddr {
+    return new IpAddr(4, BigInt(n >>> 0));
+  }
+
   static fromBytes(bytes: Uint8Array): IpAddr {
     if (bytes.length !== 4 && bytes.length !== 16)
       throw new RangeError(`IP address of ${bytes.length} bytes`);
     if (bytes.length === 4) {
       // One BigInt per address instead of one per byte: kernel dumps parse tens of thousands of these.
-      const n = ((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!) >>> 0;
-      return new IpAddr(4, BigInt(n));
+      return IpAddr.fromV4((bytes[0]! << 24) | (bytes[1]! << 16) | (bytes[2]! << 8) | bytes[3]!);
     }
     let v = 0n;
     for (const b of bytes) v = (v << 8n) | BigInt(b);

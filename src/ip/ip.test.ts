@@ -74,6 +74,8 @@ test("address classes", () => {
   assert.ok(!IpAddr.parse("fe80::1").isGlobalUnicast);
   assert.ok(IpAddr.parse("192.168.1.1").isGlobalUnicast);
   assert.equal(IpAddr.fromBytes(IpAddr.parse("1.2.3.4").toBytes()).toString(), "1.2.3.4");
+  assert.equal(IpAddr.fromV4(0xfffffffe).toString(), "255.255.255.254");
+  assert.ok(IpAddr.fromV4(0x0a000001).equals(IpAddr.parse("10.0.0.1")));
   assert.equal(IfAddr.parse("10.244.1.1/24").network.toString(), "10.244.1.0/24");
 });
 

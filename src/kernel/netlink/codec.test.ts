@@ -142,3 +142,59 @@ test("an ipip link add encodes per linux/if_link.h and if_tunnel.h", () => {
   const info = nl.attrMap(nl.decodeAttrs(nl.attrMap(attrs).get(nl.IFLA_LINKINFO)!));
   assert.equal(nl.readStr(info.get(nl.IFLA_INFO_KIND)), "ipip");
 });
+
+test("AttrIndex: the first attribute of each type, as decodeAttrs and attrMap see it, message after message", () => {
+  const a = new nl.AttrIndex();
+  const first = nl.encodeRtMsg(
+    {
+      family: nl.AF_INET,
+      dstLen: 24,
+      srcLen: 0,
+      tos: 0,
+      table: 254,
+      protocol: 3,
+      scope: 0,
+      type: 1,
+      flags: 0,
+    },
+    [
+      { type: nl.RTA_DST, data: Buffer.from([10, 1, 2, 0]) },
+      nl.u32(nl.RTA_TABLE, 1000),
+      nl.u32(nl.RTA_TABLE, 7), // a second of the same type: the first one counts
+      { type: nl.RTA_GATEWAY | 0x8000, data: Buffer.from([10, 1, 2, 9]) }, // NLA_F_NESTED masked off
+      { type: 100, data: Buffer.from([1, 2, 3, 4]) }, // beyond the types kept
+      { type: nl.RTA_PREFSRC, data: Buffer.from([1, 2, 3]) }, // not an address
+    ],
+  );
+  a.scan(first, 12);
+  const map = nl.attrMap(nl.decodeRtMsg(first).attrs);
+  assert.equal(a.u32(nl.RTA_TABLE), nl.readU32(map.get(nl.RTA_TABLE)));
+  assert.equal(a.u32(nl.RTA_TABLE), 1000);
+  assert.equal(a.be32(nl.RTA_DST), (10 << 24) + (1 << 16) + (2 << 8));
+  assert.deepEqual(a.bytes(nl.RTA_GATEWAY), Buffer.from([10, 1, 2, 9]));
+  assert.equal(a.length(100), -1);
+  assert.equal(a.length(nl.RTA_PREFSRC), 3);
+  assert.equal(a.be32(nl.RTA_PREFSRC), -1, "three bytes are not an IPv4 address");
+  assert.equal(a.u32(nl.RTA_PREFSRC), undefined);
+
+  // The next message: nothing of the first one is left, and a truncated attribute ends the walk.
+  const second = nl.encodeRtMsg(
+    {
+      family: nl.AF_INET,
+      dstLen: 0,
+      srcLen: 0,
+      tos: 0,
+      table: 254,
+      protocol: 3,
+      scope: 0,
+      type: 1,
+      flags: 0,
+    },
+    [nl.u32(nl.RTA_OIF, 3), nl.u32(nl.RTA_PRIORITY, 5)],
+  );
+  a.scan(second.subarray(0, second.length - 2), 12);
+  assert.equal(a.u32(nl.RTA_OIF), 3);
+  assert.equal(a.length(nl.RTA_PRIORITY), -1);
+  assert.equal(a.length(nl.RTA_DST), -1);
+  assert.equal(a.bytes(nl.RTA_TABLE), undefined);
+});

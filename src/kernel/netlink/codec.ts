@@ -214,6 +214,65 @@ export function findAttr(buf: Buffer, start: number, type: number): { off: numbe
   return undefined;
 }
 
+/** Attribute types an AttrIndex keeps (higher ones are skipped): above every RTA_*, NDA_* and NHA_* type. */
+const ATTR_INDEX_TYPES = 64;
+
+/**
+ * The first attribute of each type in one message, as offsets into it: no Buffer, object or Map per
+ * attribute. For kernel dumps, which parse tens of thousands of messages per reconcile pass. One instance
+ * serves message after message: `scan` forgets the previous one. Malformed tails are ignored, as in
+ * decodeAttrs.
+ */
+export class AttrIndex {
+  private buf: Buffer = Buffer.alloc(0);
+  private readonly off = new Int32Array(ATTR_INDEX_TYPES);
+  private readonly len = new Int32Array(ATTR_INDEX_TYPES);
+  private readonly seen = new Uint32Array(ATTR_INDEX_TYPES);
+  private gen = 0;
+
+  /** Indexes the attributes of `buf` from offset `start` on. */
+  scan(buf: Buffer, start: number): this {
+    this.gen = (this.gen + 1) >>> 0 || 1;
+    this.buf = buf;
+    let off = start;
+    while (off + 4 <= buf.length) {
+      const len = buf.readUInt16LE(off);
+      if (len < 4 || off + len > buf.length) break;
+      const type = buf.readUInt16LE(off + 2) & 0x3fff;
+      if (type < ATTR_INDEX_TYPES && this.seen[type] !== this.gen) {
+        this.seen[type] = this.gen;
+        this.off[type] = off + 4;
+        this.len[type] = len - 4;
+      }
+      off += align4(len);
+    }
+    return this;
+  }
+
+  /** The data length of the first attribute of `type`; -1 when there is none. */
+  length(type: number): number {
+    return type < ATTR_INDEX_TYPES && this.seen[type] === this.gen ? (this.len[type] as number) : -1;
+  }
+
+  /** Its data as a view of the message (`readU32`, `readStr` and the like take it). */
+  bytes(type: number): Buffer | undefined {
+    const n = this.length(type);
+    if (n < 0) return undefined;
+    const at = this.off[type] as number;
+    return this.buf.subarray(at, at + n);
+  }
+
+  /** Its first four bytes as a host-order u32 (as readU32); undefined when shorter or absent. */
+  u32(type: number): number | undefined {
+    return this.length(type) >= 4 ? this.buf.readUInt32LE(this.off[type] as number) : undefined;
+  }
+
+  /** Its four bytes as a big-endian number (an IPv4 address); -1 unless it has exactly four. */
+  be32(type: number): number {
+    return this.length(type) === 4 ? this.buf.readUInt32BE(this.off[type] as number) : -1;
+  }
+}
+
 /** The first attribute of that type as a map lookup helper. */
 export function attrMap(attrs: readonly Attr[]): Map<number, Buffer> {
   const m = new Map<number, Buffer>();

@@ -143,33 +143,51 @@ function parseVxlan(d: Map<number, Buffer>): VxlanAttrs {
   };
 }
 
+/** The attribute index of the parsers below (they never nest, so one serves them all). */
+const attrs = new nl.AttrIndex();
+
+/** The address in attribute `type` of the indexed message; undefined unless it has 4 or 16 bytes. */
+function ipAt(a: nl.AttrIndex, type: number): IpAddr | undefined {
+  const v4 = a.be32(type);
+  if (v4 >= 0) return IpAddr.fromV4(v4);
+  return a.length(type) === 16 ? readIp(a.bytes(type)) : undefined;
+}
+
+const ROUTE_TYPES: ReadonlySet<string> = new Set([
+  "unicast",
+  "blackhole",
+  "local",
+  "broadcast",
+  "unreachable",
+  "prohibit",
+]);
+
 /** Parses an RTM_NEWROUTE/RTM_DELROUTE body; undefined for families other than IPv4/IPv6. */
 export function parseRoute(body: Buffer): Route | undefined {
-  const { hdr, attrs } = nl.decodeRtMsg(body);
-  const family = familyOf(hdr.family);
+  // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags (u32)
+  const flags = body.readUInt32LE(8);
+  const family = familyOf(body.readUInt8(0));
   if (!family) return undefined;
-  const a = nl.attrMap(attrs);
-  const dstIp = readIp(a.get(nl.RTA_DST));
+  const dstLen = body.readUInt8(1);
+  const a = attrs.scan(body, 12);
+  const name = nl.RTN_NAMES[body.readUInt8(7)] ?? "other";
   const r: Route = {
     family,
-    dst: hdr.dstLen === 0 ? null : IpNet.of(dstIp ?? IpAddr.zero(family), hdr.dstLen),
-    table: nl.readU32(a.get(nl.RTA_TABLE)) ?? hdr.table,
-    type: (nl.RTN_NAMES[hdr.type] ?? "other") as RouteType,
-    scope: hdr.scope,
-    protocol: hdr.protocol,
-    metric: nl.readU32(a.get(nl.RTA_PRIORITY)) ?? 0,
+    dst: dstLen === 0 ? null : IpNet.of(ipAt(a, nl.RTA_DST) ?? IpAddr.zero(family), dstLen),
+    table: a.u32(nl.RTA_TABLE) ?? body.readUInt8(4),
+    type: (ROUTE_TYPES.has(name) ? name : "other") as RouteType,
+    scope: body.readUInt8(6),
+    protocol: body.readUInt8(5),
+    metric: a.u32(nl.RTA_PRIORITY) ?? 0,
   };
-  if (!["unicast", "blackhole", "local", "broadcast", "unreachable", "prohibit"].includes(r.type ?? "")) {
-    r.type = "other";
-  }
-  const gw = readIp(a.get(nl.RTA_GATEWAY));
+  const gw = ipAt(a, nl.RTA_GATEWAY);
   if (gw) r.gw = gw;
-  const oif = nl.readU32(a.get(nl.RTA_OIF));
+  const oif = a.u32(nl.RTA_OIF);
   if (oif) r.linkIndex = oif;
-  if (hdr.flags & nl.RTNH_F_ONLINK) r.onlink = true;
-  const src = readIp(a.get(nl.RTA_PREFSRC));
+  if (flags & nl.RTNH_F_ONLINK) r.onlink = true;
+  const src = ipAt(a, nl.RTA_PREFSRC);
   if (src) r.src = src;
-  const nhId = nl.readU32(a.get(nl.RTA_NH_ID));
+  const nhId = a.u32(nl.RTA_NH_ID);
   if (nhId !== undefined) r.nhId = nhId;
   return r;
 }
@@ -566,7 +584,7 @@ export class NetlinkKernel implements Kernel {
         const out: Route[] = [];
         for (const m of this.sock.dump(nl.RTM_GETROUTE, body, "list routes")) {
           if (m.type !== nl.RTM_NEWROUTE) continue;
-          if (nl.decodeRtMsg(m.body).hdr.flags & nl.RTM_F_CLONED) continue; // cache entries, not routes
+          if (m.body.length >= 12 && m.body.readUInt32LE(8) & nl.RTM_F_CLONED) continue; // cache entries
           const r = parseRoute(m.body);
           if (r && r.family === opts.family && r.table === table) out.push(r);
         }
@@ -918,12 +936,19 @@ export class NetlinkKernel implements Kernel {
           "list neighbours",
         )) {
           if (m.type !== nl.RTM_NEWNEIGH) continue;
-          const { hdr, attrs } = nl.decodeNdMsg(m.body);
-          if (hdr.family !== af || (opts.linkIndex !== undefined && hdr.index !== opts.linkIndex)) continue;
-          const a = nl.attrMap(attrs);
-          const ip = readIp(a.get(nl.NDA_DST));
+          // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
+          const b = m.body;
+          const index = b.readInt32LE(4);
+          if (b.readUInt8(0) !== af || (opts.linkIndex !== undefined && index !== opts.linkIndex)) continue;
+          const a = attrs.scan(b, 12);
+          const ip = ipAt(a, nl.NDA_DST);
           if (!ip) continue;
-          out.push({ linkIndex: hdr.index, ip, mac: nl.bytesToMac(a.get(nl.NDA_LLADDR)), state: hdr.state });
+          out.push({
+            linkIndex: index,
+            ip,
+            mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)),
+            state: b.readUInt16LE(8),
+          });
         }
         return out;
       },
@@ -939,14 +964,15 @@ export class NetlinkKernel implements Kernel {
         const body = nl.encodeNdMsg({ family: nl.AF_BRIDGE, index: 0, state: 0, flags: 0, type: 0 });
         for (const m of this.sock.dump(nl.RTM_GETNEIGH, body, "list fdb")) {
           if (m.type !== nl.RTM_NEWNEIGH) continue;
-          const { hdr, attrs } = nl.decodeNdMsg(m.body);
-          if (hdr.family !== nl.AF_BRIDGE || (opts.linkIndex !== undefined && hdr.index !== opts.linkIndex))
+          const b = m.body; // struct ndmsg, as in the neighbour list
+          const index = b.readInt32LE(4);
+          if (b.readUInt8(0) !== nl.AF_BRIDGE || (opts.linkIndex !== undefined && index !== opts.linkIndex))
             continue;
-          const a = nl.attrMap(attrs);
+          const a = attrs.scan(b, 12);
           out.push({
-            linkIndex: hdr.index,
-            mac: nl.bytesToMac(a.get(nl.NDA_LLADDR)),
-            dst: readIp(a.get(nl.NDA_DST)) ?? null,
+            linkIndex: index,
+            mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)),
+            dst: ipAt(a, nl.NDA_DST) ?? null,
           });
         }
         return out;
