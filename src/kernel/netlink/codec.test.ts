@@ -3,25 +3,22 @@ import { test } from "node:test";
 
 import * as nl from "./codec.ts";
 
+/** An IPv4 unicast route of the main table and protocol boot, as `ip route` makes it. */
+function bootRoute(dstLen: number, attrs: nl.Attr[], flags = 0): Buffer {
+  const h = { family: nl.AF_INET, dstLen, srcLen: 0, tos: 0, table: 254, protocol: 3, scope: 0, type: 1 };
+  return nl.encodeRtMsg({ ...h, flags }, attrs);
+}
+
 test("a route replace encodes as iproute2 sends it", () => {
   // ip route replace 10.244.2.0/24 via 10.244.2.0 dev #3 onlink
-  const body = nl.encodeRtMsg(
-    {
-      family: nl.AF_INET,
-      dstLen: 24,
-      srcLen: 0,
-      tos: 0,
-      table: 254,
-      protocol: 3,
-      scope: 0,
-      type: 1,
-      flags: nl.RTNH_F_ONLINK,
-    },
+  const body = bootRoute(
+    24,
     [
       nl.bytes(nl.RTA_DST, Buffer.from([10, 244, 2, 0])),
       nl.bytes(nl.RTA_GATEWAY, Buffer.from([10, 244, 2, 0])),
       nl.u32(nl.RTA_OIF, 3),
     ],
+    nl.RTNH_F_ONLINK,
   );
   const msg = nl.encodeMsg({ type: nl.RTM_NEWROUTE, flags: 0x1 | 0x4 | 0x400 | 0x100, seq: 7, body });
   assert.equal(
@@ -145,27 +142,14 @@ test("an ipip link add encodes per linux/if_link.h and if_tunnel.h", () => {
 
 test("AttrIndex: the first attribute of each type, as decodeAttrs and attrMap see it, message after message", () => {
   const a = new nl.AttrIndex();
-  const first = nl.encodeRtMsg(
-    {
-      family: nl.AF_INET,
-      dstLen: 24,
-      srcLen: 0,
-      tos: 0,
-      table: 254,
-      protocol: 3,
-      scope: 0,
-      type: 1,
-      flags: 0,
-    },
-    [
-      { type: nl.RTA_DST, data: Buffer.from([10, 1, 2, 0]) },
-      nl.u32(nl.RTA_TABLE, 1000),
-      nl.u32(nl.RTA_TABLE, 7), // a second of the same type: the first one counts
-      { type: nl.RTA_GATEWAY | 0x8000, data: Buffer.from([10, 1, 2, 9]) }, // NLA_F_NESTED masked off
-      { type: 100, data: Buffer.from([1, 2, 3, 4]) }, // beyond the types kept
-      { type: nl.RTA_PREFSRC, data: Buffer.from([1, 2, 3]) }, // not an address
-    ],
-  );
+  const first = bootRoute(24, [
+    { type: nl.RTA_DST, data: Buffer.from([10, 1, 2, 0]) },
+    nl.u32(nl.RTA_TABLE, 1000),
+    nl.u32(nl.RTA_TABLE, 7), // a second of the same type: the first one counts
+    { type: nl.RTA_GATEWAY | 0x8000, data: Buffer.from([10, 1, 2, 9]) }, // NLA_F_NESTED masked off
+    { type: 100, data: Buffer.from([1, 2, 3, 4]) }, // beyond the types kept
+    { type: nl.RTA_PREFSRC, data: Buffer.from([1, 2, 3]) }, // not an address
+  ]);
   a.scan(first, 12);
   const map = nl.attrMap(nl.decodeRtMsg(first).attrs);
   assert.equal(a.u32(nl.RTA_TABLE), nl.readU32(map.get(nl.RTA_TABLE)));
@@ -178,20 +162,7 @@ test("AttrIndex: the first attribute of each type, as decodeAttrs and attrMap se
   assert.equal(a.u32(nl.RTA_PREFSRC), undefined);
 
   // The next message: nothing of the first one is left, and a truncated attribute ends the walk.
-  const second = nl.encodeRtMsg(
-    {
-      family: nl.AF_INET,
-      dstLen: 0,
-      srcLen: 0,
-      tos: 0,
-      table: 254,
-      protocol: 3,
-      scope: 0,
-      type: 1,
-      flags: 0,
-    },
-    [nl.u32(nl.RTA_OIF, 3), nl.u32(nl.RTA_PRIORITY, 5)],
-  );
+  const second = bootRoute(0, [nl.u32(nl.RTA_OIF, 3), nl.u32(nl.RTA_PRIORITY, 5)]);
   a.scan(second.subarray(0, second.length - 2), 12);
   assert.equal(a.u32(nl.RTA_OIF), 3);
   assert.equal(a.length(nl.RTA_PRIORITY), -1);
