@@ -56,14 +56,6 @@ const RTPROT_BOOT = 3;
 const NOTIFY_DROP_TYPES: readonly number[] = [nl.RTM_NEWROUTE, nl.RTM_NEWNEIGH];
 
 /**
- * A batch with at least this many neighbour and FDB deletions is made with their notifications not delivered
- * (NetlinkKernel.quietly). Leaving and joining the group again costs ~6–13 µs (two setsockopt calls per
- * subscription), less than reading back one notification, so every such batch is made quietly. (Swapping
- * socket filters, as before, cost ~0.1 ms per batch: docs/performance.md, ninth round.)
- */
-const QUIET_MIN_DELETES = 1;
-
-/**
  * One rtnetlink write request; `okErrnos` are the errnos that mean "already absent" for a delete. `op` is
  * made only for an error message (formatting addresses costs more than encoding the request).
  */
@@ -683,12 +675,8 @@ export class NetlinkKernel implements Kernel {
     const plans = writes.map((w) => this.writeReqs(w));
     const reqs: WriteReq[] = [];
     for (const p of plans) appendAll(reqs, p.reqs);
-    let deletes = 0;
-    for (const w of writes) if (w.op === "neigh-delete" || w.op === "fdb-delete") deletes++;
-    const res =
-      deletes >= QUIET_MIN_DELETES
-        ? this.quietly(() => this.sock.requestMany(reqs))
-        : this.sock.requestMany(reqs);
+    const quiet = writes.some((w) => w.op === "neigh-delete" || w.op === "fdb-delete");
+    const res = quiet ? this.quietly(() => this.sock.requestMany(reqs)) : this.sock.requestMany(reqs);
     let at = 0;
     return plans.map((p) => {
       const err = this.settle(p, res, at);
@@ -705,7 +693,10 @@ export class NetlinkKernel implements Kernel {
    * handles a request in the sender's `sendmsg`, so every notification of ours is sent, and not delivered,
    * before `fn` returns. The group carries nothing else a subscription keeps (additions are filtered out).
    * Someone else's deletion in that window (microseconds to milliseconds) is missed as an event; the
-   * reconciler's periodic pass still repairs it.
+   * reconciler's periodic pass still repairs it. Leaving and joining again costs ~6–13 µs (two setsockopt
+   * calls per subscription), less than reading back one notification, so every batch with a neighbour or
+   * FDB deletion is made this way. (Swapping socket filters, as before, cost ~0.1 ms per batch:
+   * docs/performance.md, ninth round.)
    */
   private quietly<T>(fn: () => T): T {
     if (this.subscriptions.size === 0) return fn();
