@@ -30,6 +30,11 @@ export interface BackendDeps {
   metrics?: ReconcileMetrics;
   /** The wireguard backend's private key file (WIREGUARD_KEY_FILE); default /run/flannel/wgkey. */
   wireguardKeyFile?: string;
+  /**
+   * Called once the backend has programmed its first snapshot of leases (its first reconcile pass). A
+   * backend that has no such pass does not call it.
+   */
+  onSynced?: (() => void) | undefined;
 }
 
 export interface Network {

@@ -254,6 +254,8 @@ function rigOf(opts: { checkMs?: number } = {}) {
   const log = new MemoryLogger();
   const repairs: string[] = [];
   const metrics = { observePass: () => undefined, countRepair: (kind: string) => void repairs.push(kind) };
+  /** The number of full passes (dumps) made when onFirstPass was called, once per call. */
+  const firstPasses: number[] = [];
   const rec = new Reconciler({
     target,
     kernel,
@@ -261,6 +263,7 @@ function rigOf(opts: { checkMs?: number } = {}) {
     checkMs: opts.checkMs ?? 60_000,
     retryMs: 10,
     metrics,
+    onFirstPass: () => void firstPasses.push(dumps.n),
   });
   const ac = new AbortController();
   const running = rec.run(ac.signal, batches(), (batch) => {
@@ -283,8 +286,22 @@ function rigOf(opts: { checkMs?: number } = {}) {
   const settle = async (): Promise<void> => {
     for (let i = 0; i < 5; i++) await new Promise((r) => setTimeout(r, 2));
   };
-  return { kernel, dev, dumps, push, stop, settle, log, peerOf, repairs };
+  return { kernel, dev, dumps, push, stop, settle, log, peerOf, repairs, firstPasses };
 }
+
+test("onFirstPass is called once, after the full pass of the first batch, even an empty one", async () => {
+  const rig = rigOf();
+  try {
+    assert.deepEqual(rig.firstPasses, []);
+    await rig.push(); // the snapshot of a cluster with no other node
+    assert.deepEqual(rig.firstPasses, [1]);
+    await rig.push(2);
+    await rig.push(-2);
+    assert.deepEqual(rig.firstPasses, [1]);
+  } finally {
+    await rig.stop();
+  }
+});
 
 test("after the first batch, lease batches write only the changed peers, batched, without listing", async () => {
   const rig = rigOf();

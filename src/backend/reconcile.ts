@@ -306,6 +306,8 @@ export interface ReconcilerOptions {
   /** Where pass durations and repairs are reported (flanneld's /metrics), labelled `loop`. */
   metrics?: ReconcileMetrics;
   loop?: string;
+  /** Called once, after the pass that applied the first lease batch (the start-up snapshot). */
+  onFirstPass?: (() => void) | undefined;
 }
 
 export interface PassResult {
@@ -425,9 +427,11 @@ export class Reconciler {
   private retryDelayMs: number;
   private readonly metrics: ReconcileMetrics | undefined;
   private readonly loop: string;
+  private readonly onFirstPass: (() => void) | undefined;
 
   constructor(opts: ReconcilerOptions) {
     this.metrics = opts.metrics;
+    this.onFirstPass = opts.onFirstPass;
     this.loop = opts.loop ?? "reconcile";
     this.target = opts.target;
     this.kernel = opts.kernel;
@@ -733,6 +737,7 @@ export class Reconciler {
         timer = undefined;
         pending = false;
         pass();
+        if (first) this.onFirstPass?.();
       }
     } finally {
       pulls.close();

@@ -74,6 +74,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
       kernel: opts.deps.kernel,
       logger: opts.logger,
       ...(opts.deps.metrics === undefined ? {} : { metrics: opts.deps.metrics, loop: "route" }),
+      onFirstPass: opts.deps.onSynced,
       checkMs: opts.checkMs ?? 10_000,
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });

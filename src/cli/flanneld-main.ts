@@ -5,8 +5,10 @@ import { basename } from "node:path";
 import { selectExternalInterface } from "../backend/ext-iface.ts";
 import { getBackend } from "../backend/registry.ts";
 import { runFlanneld, type DaemonDeps } from "../daemon/flanneld.ts";
+import { releaseStartupPages } from "../daemon/startup-pages.ts";
 import { ExecCommandRunner } from "../kernel/command.ts";
 import { createNetlinkKernel } from "../kernel/netlink/netlink-kernel.ts";
+import { errorMessage } from "../errors.ts";
 import { KlogLogger } from "../log/logger.ts";
 import { createMetrics, instrumentKernel, instrumentSubnetManager } from "../metrics/metrics.ts";
 import { EtcdSubnetManager } from "../subnet/etcd/manager.ts";
@@ -104,6 +106,19 @@ async function main(): Promise<number> {
     startHealthz: (o) => startHealthz({ ...o, metrics }),
     startBlackholeRoutes: (o) =>
       startBlackholeRoutes({ ...o, routes: kernel.routes, logger: logger.child("blackhole.ts") }),
+    afterStartup: () => {
+      try {
+        const t0 = process.hrtime.bigint();
+        const r = releaseStartupPages();
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        logger.info(
+          `Released ${(r.bytes / 2 ** 20).toFixed(1)} MB of file pages used to start (${String(r.ranges)} mappings, ${ms.toFixed(1)} ms)` +
+            (r.failed > 0 ? `; ${String(r.failed)} mappings refused` : ""),
+        );
+      } catch (err) {
+        logger.warn(`Could not release the pages used to start: ${errorMessage(err)}`);
+      }
+    },
   };
   try {
     return await runFlanneld(options, deps, ac.signal);

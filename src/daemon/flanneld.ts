@@ -51,9 +51,18 @@ export interface DaemonDeps {
   startBlackholeRoutes?(opts: { subnets: IpNet[]; periodMs: number; signal: AbortSignal }): Promise<void>;
   /** Called once when flanneld is ready (subnet.env written); e.g. sd_notify. */
   onReady?(): void;
+  /**
+   * Called once when start-up is over: after the backend's first pass over the lease snapshot, or
+   * STARTUP_FALLBACK_MS after subnet.env for a backend without one. flanneld gives back the pages it
+   * touched only to start (startup-pages.ts).
+   */
+  afterStartup?(): void;
   /** Retry period of the network-config fetch (upstream: 1 s). */
   configRetryMs?: number;
 }
+
+/** When a backend never reports its first pass (alloc, extension), start-up counts as over this long after subnet.env. */
+export const STARTUP_FALLBACK_MS = 10_000;
 
 export interface SelectOpts {
   iface: string[];
@@ -80,6 +89,14 @@ export async function runFlanneld(
   let ready = false;
   let healthz: { close(): Promise<void> } | undefined;
   let sm: SubnetManager | undefined;
+  let startupTimer: NodeJS.Timeout | undefined;
+  let startedUp = false;
+  const startupOver = (): void => {
+    if (startedUp || inner.signal.aborted) return;
+    startedUp = true;
+    clearTimeout(startupTimer);
+    deps.afterStartup?.();
+  };
 
   try {
     const prev: PreviousSubnets = {
@@ -159,6 +176,8 @@ export async function runFlanneld(
         extIface,
         kernel: deps.kernel,
         logger: log,
+        // On the next turn of the event loop: the reconcile loop goes on with its next batch first.
+        onSynced: deps.afterStartup ? () => setImmediate(startupOver) : undefined,
       });
     } catch (err) {
       log.error(`Error fetching backend: ${errorMessage(err)}`);
@@ -254,6 +273,10 @@ export async function runFlanneld(
       ready = true;
       log.info("flannel is ready");
       deps.onReady?.();
+      if (deps.afterStartup && !startedUp) {
+        startupTimer = setTimeout(startupOver, STARTUP_FALLBACK_MS);
+        startupTimer.unref();
+      }
     } catch (err) {
       log.warn(`Failed to write subnet file: ${errorMessage(err)}`);
     }
@@ -290,6 +313,7 @@ export async function runFlanneld(
     return 1;
   } finally {
     stop();
+    clearTimeout(startupTimer);
     signal.removeEventListener("abort", stop);
     await Promise.allSettled(loops);
     await healthz?.close();

@@ -141,6 +141,23 @@ test("watchLeaseBatches merges one pull into one batch and logs each element", a
   );
 });
 
+test("watchLeaseBatches yields an empty batch for a snapshot of only our own lease, not for our own event", async () => {
+  const pulls: LeaseWatchResult[][] = [
+    [{ snapshot: [own] }], // a cluster of one: the backend still learns that the start-up state is complete
+    [{ events: [{ type: "added", lease: own }] }],
+    [{ snapshot: [own] }], // a re-list after a reconnect that changed nothing
+  ];
+  const sm = {
+    async *watchLeases() {
+      yield* pulls;
+    },
+  } as unknown as SubnetManager;
+  const batches: string[][] = [];
+  for await (const b of watchLeaseBatches(sm, own, new MemoryLogger(), new AbortController().signal))
+    batches.push(show(b));
+  assert.deepEqual(batches, [[], []]);
+});
+
 /** The linear-scan watcher the index replaced: the reference its results must equal. */
 class LinearWatcher {
   leases: Lease[] = [];

@@ -223,9 +223,11 @@ export function describeLeaseEvent(e: LeaseEvent): string {
 }
 
 /**
- * Watches all leases through `subnetManager` and yields one non-empty batch of events about other nodes
- * per pull of the manager's watch (a pull may hold several snapshots/event lists; they are merged so the
- * backend handles them in one pass). Ends when `signal` aborts.
+ * Watches all leases through `subnetManager` and yields one batch of events about other nodes per pull of
+ * the manager's watch (a pull may hold several snapshots/event lists; they are merged so the backend handles
+ * them in one pass). A batch is empty only when its pull held a snapshot with no change, such as the first
+ * one on a cluster with no other node: the backend then knows that its start-up state is complete. Ends when
+ * `signal` aborts.
  */
 export async function* watchLeaseBatches(
   subnetManager: SubnetManager,
@@ -236,11 +238,13 @@ export async function* watchLeaseBatches(
   const watcher = new LeaseWatcher(ownLease, logger);
   for await (const results of subnetManager.watchLeases(signal)) {
     const batch: LeaseEvent[] = [];
+    let snapshot = false;
     for (const r of results) {
+      if ("snapshot" in r) snapshot = true;
       appendAll(batch, "snapshot" in r ? watcher.reset(r.snapshot) : watcher.update(r.events));
     }
     batch.forEach((e, i) => logger.info(`Batch elem [${i}] is { ${describeLeaseEvent(e)} }`));
-    if (batch.length > 0) yield batch;
+    if (batch.length > 0 || snapshot) yield batch;
     if (signal.aborted) return;
   }
 }

@@ -205,6 +205,24 @@ for (const backend of ["vxlan", "host-gw"] as const) {
         assert.equal(subnetOf(restarted.subnetFile), before);
         const m = await lab.connectivityMatrix();
         assert.deepEqual(m.failures, []);
+
+        // Once its first pass is done, flanneld unmaps the file pages it used to start (startup-pages.ts),
+        // and goes on working: it still repairs a route deleted by hand.
+        await waitFor(() => /Released \d+\.\d MB of file pages/.test(log), 30_000, `the release:\n${log}`);
+        const mb = Number(/Released (\d+\.\d) MB/.exec(log)?.[1]);
+        assert.ok(mb > 5, `released only ${String(mb)} MB:\n${log}`);
+        const peerSubnet = subnetOf((topo.nodes[1] as (typeof topo.nodes)[number]).subnetFile).replace(
+          ".1/24",
+          ".0/24",
+        );
+        const routeThere = (): boolean =>
+          ipJson<{ dst: string }[]>(restarted.ns, ["route", "show", peerSubnet]).some(
+            (r) => r.dst === peerSubnet,
+          );
+        assert.equal(nsRun(restarted.ns, "ip", ["route", "del", peerSubnet]).code, 0);
+        await waitFor(routeThere, 30_000, `route ${peerSubnet} to come back after the release`);
+        assert.equal(child.exitCode, null, log);
+        assert.doesNotMatch(log, /^[EF]\d{4} /m);
       });
     },
   );

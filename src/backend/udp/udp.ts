@@ -169,6 +169,7 @@ export class UdpNetwork implements Network, ReconcileTarget {
       kernel: opts.deps.kernel,
       logger: opts.logger,
       ...(opts.deps.metrics === undefined ? {} : { metrics: opts.deps.metrics, loop: "udp" }),
+      onFirstPass: opts.deps.onSynced,
       checkMs: opts.checkMs ?? 10_000,
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });

@@ -148,6 +148,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       kernel: deps.kernel,
       logger,
       ...(deps.metrics === undefined ? {} : { metrics: deps.metrics, loop: "vxlan" }),
+      onFirstPass: deps.onSynced,
       ...(opts.checkMs === undefined ? {} : { checkMs: opts.checkMs }),
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });

@@ -180,6 +180,7 @@ export class WireguardNetwork implements Network, ReconcileTarget {
       kernel: deps.kernel,
       logger,
       ...(deps.metrics === undefined ? {} : { metrics: deps.metrics, loop: "wireguard" }),
+      onFirstPass: deps.onSynced,
       ...(opts.checkMs === undefined ? {} : { checkMs: opts.checkMs }),
       ...(opts.retryMs === undefined ? {} : { retryMs: opts.retryMs }),
     });
