@@ -9,6 +9,7 @@ import { MemoryLogger } from "../log/logger.ts";
 import { waitFor } from "../../test/helpers/netns.ts";
 import {
   formatOp,
+  type PlanOp,
   plan,
   planPeerChange,
   Reconciler,
@@ -391,5 +392,171 @@ test("a failed incremental write undoes the peer, and the retry is a full pass t
     assert.ok(rig.dumps.n >= 2);
   } finally {
     await rig.stop();
+  }
+});
+
+/**
+ * The planner `plan` replaced, which listed everything first and grouped it by key: the reference its plans
+ * must equal (stale deletions may come in another order when a stale key is listed twice, apart).
+ */
+function groupedPlan(desired: readonly DesiredPeer[], actual: ActualState): ReturnType<typeof plan> {
+  const nk = (l: number, a: IpAddr): string => `${l}|${a.toString()}`;
+  const fk = (l: number, mac: string): string => `${l}|${mac.toLowerCase()}`;
+  const rk = (r: Route): string => `${r.table ?? 254}|${r.dst?.toString() ?? "default"}`;
+  const metric = (r: Route): number => r.metric ?? (r.family === 6 ? 1024 : 0);
+  const same = (a: IpAddr | null | undefined, b: IpAddr | null | undefined): boolean =>
+    a == null || b == null ? a == null && b == null : a.equals(b);
+  const sameRoute = (d: Route, a: Route): boolean =>
+    same(d.gw, a.gw) &&
+    (d.linkIndex === undefined || d.linkIndex === a.linkIndex) &&
+    (d.onlink ?? false) === (a.onlink ?? false) &&
+    (a.type ?? "unicast") === (d.type ?? "unicast");
+  const group = <T>(items: Iterable<T>, key: (t: T) => string): Map<string, T[]> => {
+    const m = new Map<string, T[]>();
+    for (const it of items) m.set(key(it), [...(m.get(key(it)) ?? []), it]);
+    return m;
+  };
+  const neighs = group(actual.neighbours, (n) => nk(n.linkIndex, n.ip));
+  const fdbs = group(actual.fdb, (e) => fk(e.linkIndex, e.mac));
+  const routes = group(actual.routes, rk);
+  const wanted = { neigh: new Set<string>(), fdb: new Set<string>(), route: new Set<string>() };
+  const adds: ReturnType<typeof plan>["adds"] = [];
+  const del = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
+  for (const peer of desired) {
+    const ops: PlanOp[] = [];
+    if (peer.neighbour) {
+      const n = peer.neighbour;
+      const k = nk(n.linkIndex, n.ip);
+      wanted.neigh.add(k);
+      const ok = (neighs.get(k) ?? []).some(
+        (a) => a.mac.toLowerCase() === n.mac.toLowerCase() && (a.state & NUD_PERMANENT) !== 0,
+      );
+      if (!ok) ops.push({ op: "neigh-replace", neighbour: n });
+    }
+    if (peer.fdb) {
+      const f = peer.fdb;
+      const k = fk(f.linkIndex, f.mac);
+      wanted.fdb.add(k);
+      const existing = fdbs.get(k) ?? [];
+      if (!existing.some((a) => same(a.dst, f.dst))) ops.push({ op: "fdb-replace", fdb: f });
+      for (const a of existing)
+        if (a.dst !== null && !a.dst.equals(f.dst))
+          del.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst } });
+    }
+    if (peer.route) {
+      const r = peer.route;
+      const k = rk(r);
+      wanted.route.add(k);
+      const existing = routes.get(k) ?? [];
+      const match = existing.find((a) => sameRoute(r, a));
+      if (match === undefined)
+        ops.push(
+          existing[0] === undefined
+            ? { op: "route-replace", route: r }
+            : { op: "route-replace", route: r, previous: existing[0] },
+        );
+      for (const a of existing)
+        if (a !== match && metric(a) !== metric(r)) del.route.push({ op: "route-delete", route: a });
+    }
+    if (ops.length > 0) adds.push({ peer: peer.key, ops });
+  }
+  for (const [k, list] of routes)
+    if (!wanted.route.has(k)) for (const a of list) del.route.push({ op: "route-delete", route: a });
+  for (const [k, list] of fdbs)
+    if (!wanted.fdb.has(k))
+      for (const a of list)
+        if (a.dst !== null)
+          del.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst } });
+  for (const [k, list] of neighs)
+    if (!wanted.neigh.has(k))
+      for (const a of list)
+        if ((a.state & NUD_PERMANENT) !== 0)
+          del.neigh.push({ op: "neigh-delete", neighbour: { linkIndex: a.linkIndex, ip: a.ip } });
+  return { adds, deletes: [...del.route, ...del.fdb, ...del.neigh] };
+}
+
+test("plan equals the grouped planner it replaced on random kernel states, reading each list once", () => {
+  // mulberry32: a small PRNG whose low bits are as random as its high ones.
+  let seed = 42;
+  const rnd = (n: number): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
+  };
+  const mac = (i: number): string => `aa:00:00:00:00:${i.toString(16).padStart(2, "0")}`;
+  const opsText = (ops: readonly PlanOp[]): string[] => ops.map(formatOp);
+  for (let round = 0; round < 300; round++) {
+    // Few distinct values, so that keys collide: duplicates, other remotes, other metrics, stale entries.
+    const desired: DesiredPeer[] = [];
+    for (let i = 0, peers = rnd(6); i < peers; i++) {
+      const n = 1 + rnd(5);
+      const sn = IpNet.parse(`10.244.${n}.0/24`);
+      const m = rnd(3) === 0 ? mac(n).toUpperCase() : mac(n);
+      desired.push({
+        key: `peer${i}`,
+        ...(rnd(4) > 0 && { neighbour: { linkIndex: DEV, ip: sn.ip, mac: m } }),
+        ...(rnd(4) > 0 && { fdb: { linkIndex: DEV, mac: m, dst: ip(`192.168.0.${1 + rnd(3)}`) } }),
+        ...(rnd(4) > 0 && {
+          route: {
+            family: 4,
+            dst: sn,
+            gw: sn.ip,
+            linkIndex: DEV,
+            onlink: rnd(5) > 0,
+            ...(rnd(4) === 0 && { metric: 100 }),
+          } satisfies Route,
+        }),
+      });
+    }
+    const actual = {
+      neighbours: Array.from({ length: rnd(7) }, () => {
+        const n = 1 + rnd(6);
+        return {
+          linkIndex: DEV,
+          ip: ip(`10.244.${n}.0`),
+          mac: mac(1 + rnd(6)),
+          state: rnd(3) === 0 ? 2 : 0x80,
+        };
+      }),
+      fdb: Array.from({ length: rnd(7) }, () => ({
+        linkIndex: DEV,
+        mac: mac(1 + rnd(6)),
+        dst: rnd(6) === 0 ? null : ip(`192.168.0.${1 + rnd(3)}`),
+      })),
+      routes: Array.from({ length: rnd(7) }, (): Route => {
+        const n = 1 + rnd(6);
+        return {
+          family: 4,
+          dst: IpNet.parse(`10.244.${n}.0/24`),
+          gw: ip(`10.244.${1 + rnd(6)}.0`),
+          linkIndex: rnd(4) === 0 ? DEV + 1 : DEV,
+          onlink: rnd(5) > 0,
+          ...(rnd(3) === 0 && { metric: 100 }),
+        };
+      }),
+    };
+    const want = groupedPlan(desired, actual);
+    // Each list once, through an iterator that cannot be restarted.
+    const once = <T>(xs: T[]): Iterable<T> => xs.values();
+    const got = plan(desired, {
+      neighbours: once(actual.neighbours),
+      fdb: once(actual.fdb),
+      routes: once(actual.routes),
+    });
+    const state = JSON.stringify({ desired, actual });
+    assert.deepEqual(
+      got.adds.map((a) => [a.peer, opsText(a.ops)]),
+      want.adds.map((a) => [a.peer, opsText(a.ops)]),
+      state,
+    );
+    assert.deepEqual(
+      got.adds.flatMap((a) => a.ops.map((o) => (o.op === "route-replace" ? o.previous : undefined))),
+      want.adds.flatMap((a) => a.ops.map((o) => (o.op === "route-replace" ? o.previous : undefined))),
+      state,
+    );
+    const kinds = (ops: readonly PlanOp[]): string[] => ops.map((o) => o.op);
+    assert.deepEqual(kinds(got.deletes), kinds(want.deletes), state);
+    assert.deepEqual(opsText(got.deletes).sort(), opsText(want.deletes).sort(), state);
   }
 });

@@ -55,11 +55,16 @@ export interface DesiredPeer {
   route?: Route;
 }
 
-/** The kernel entries a network owns, as listed in one pass. */
+/**
+ * The kernel entries a network owns, as listed in one pass. `plan` iterates each once and keeps only what
+ * differs from the desired state, so a target can hand out the kernel's lists one entry at a time
+ * (`Routes.each` and the like): a pass over tens of thousands of entries then leaves no object per entry
+ * behind for the garbage collector to promote.
+ */
 export interface ActualState {
-  neighbours: Neighbour[];
-  fdb: FdbEntry[];
-  routes: Route[];
+  neighbours: Iterable<Neighbour>;
+  fdb: Iterable<FdbEntry>;
+  routes: Iterable<Route>;
 }
 
 export type PlanOp =
@@ -134,60 +139,128 @@ function sameRouteOfKey(desired: Route, actual: Route): boolean {
   );
 }
 
-function groupBy<T>(items: readonly T[], key: (t: T) => string): Map<string, T[]> {
-  const m = new Map<string, T[]>();
-  for (const it of items) {
-    const k = key(it);
-    const list = m.get(k);
-    if (list === undefined) m.set(k, [it]);
-    else list.push(it);
-  }
-  return m;
+/** One desired peer in a pass, with what the listing showed of its entries. */
+interface Want {
+  peer: DesiredPeer;
+  /** The next desired peer with the same neighbour / FDB / route key (there is hardly ever one). */
+  nextNeigh: Want | undefined;
+  nextFdb: Want | undefined;
+  nextRoute: Want | undefined;
+  /** A permanent neighbour with the desired MAC was listed. */
+  neighOk: boolean;
+  /** An FDB entry for the desired MAC with the desired remote was listed. */
+  fdbOk: boolean;
+  /** FDB entries for the desired MAC with another remote (the peer's public IP changed). */
+  fdbOthers: FdbEntry[] | undefined;
+  /** The first listed route with the desired key, and the first that is what is desired. */
+  routeFirst: Route | undefined;
+  routeMatch: Route | undefined;
+  /** Listed routes with the desired key and another metric: `replace` would leave them competing. */
+  routeOthers: Route[] | undefined;
 }
 
-/** Computes the kernel writes that turn `actual` into `desired`. Pure. */
-export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan {
-  const neighs = groupBy(actual.neighbours, (n) => neighKey(n.linkIndex, n.ip));
-  const fdbs = groupBy(actual.fdb, (e) => fdbKey(e.linkIndex, e.mac));
-  const routes = groupBy(actual.routes, routeKey);
-  const wanted = { neigh: new Set<string>(), fdb: new Set<string>(), route: new Set<string>() };
-  const adds: Plan["adds"] = [];
-  const deletes = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
+function chain(
+  m: Map<string, Want>,
+  key: string,
+  w: Want,
+  next: "nextNeigh" | "nextFdb" | "nextRoute",
+): void {
+  let t = m.get(key);
+  if (t === undefined) {
+    m.set(key, w);
+    return;
+  }
+  while (t[next] !== undefined) t = t[next];
+  t[next] = w;
+}
 
+/**
+ * Computes the kernel writes that turn `actual` into `desired`. Pure. The desired entries are indexed by
+ * their kernel keys first; each listed entry is then looked up as it comes and only its verdict is kept.
+ */
+export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan {
+  const wants: Want[] = [];
+  const neighs = new Map<string, Want>();
+  const fdbs = new Map<string, Want>();
+  const routes = new Map<string, Want>();
   for (const peer of desired) {
-    const ops: PlanOp[] = [];
+    const w: Want = {
+      peer,
+      nextNeigh: undefined,
+      nextFdb: undefined,
+      nextRoute: undefined,
+      neighOk: false,
+      fdbOk: false,
+      fdbOthers: undefined,
+      routeFirst: undefined,
+      routeMatch: undefined,
+      routeOthers: undefined,
+    };
+    wants.push(w);
     const keys = keysOf(peer);
-    if (peer.neighbour !== undefined) {
-      const n = peer.neighbour;
-      const k = keys.neigh!;
-      wanted.neigh.add(k);
-      const ok = (neighs.get(k) ?? []).some(
-        (a) =>
-          (a.mac === n.mac || a.mac.toLowerCase() === n.mac.toLowerCase()) && (a.state & NUD_PERMANENT) !== 0,
-      );
-      if (!ok) ops.push({ op: "neigh-replace", neighbour: n });
+    if (keys.neigh !== undefined) chain(neighs, keys.neigh, w, "nextNeigh");
+    if (keys.fdb !== undefined) chain(fdbs, keys.fdb, w, "nextFdb");
+    if (keys.route !== undefined) chain(routes, keys.route, w, "nextRoute");
+  }
+
+  // Stale entries (keys no desired peer has), in listing order.
+  const stale = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
+  for (const a of actual.neighbours) {
+    const permanent = (a.state & NUD_PERMANENT) !== 0;
+    let w = neighs.get(neighKey(a.linkIndex, a.ip));
+    if (w === undefined) {
+      if (permanent)
+        stale.neigh.push({ op: "neigh-delete", neighbour: { linkIndex: a.linkIndex, ip: a.ip } });
+      continue;
     }
+    for (; w !== undefined; w = w.nextNeigh) {
+      const mac = w.peer.neighbour!.mac;
+      if (permanent && (a.mac === mac || a.mac.toLowerCase() === mac.toLowerCase())) w.neighOk = true;
+    }
+  }
+  for (const a of actual.fdb) {
+    let w = fdbs.get(fdbKey(a.linkIndex, a.mac));
+    if (w === undefined) {
+      if (a.dst !== null)
+        stale.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst } });
+      continue;
+    }
+    for (; w !== undefined; w = w.nextFdb) {
+      const dst = w.peer.fdb!.dst;
+      if (sameAddr(a.dst, dst)) w.fdbOk = true;
+      else if (a.dst !== null) (w.fdbOthers ??= []).push(a);
+    }
+  }
+  for (const a of actual.routes) {
+    let w = routes.get(routeKey(a));
+    if (w === undefined) {
+      stale.route.push({ op: "route-delete", route: a });
+      continue;
+    }
+    for (; w !== undefined; w = w.nextRoute) {
+      const r = w.peer.route!;
+      w.routeFirst ??= a;
+      if (w.routeMatch === undefined && sameRouteOfKey(r, a)) w.routeMatch = a;
+      if (metricOf(a) !== metricOf(r)) (w.routeOthers ??= []).push(a);
+    }
+  }
+
+  const adds: Plan["adds"] = [];
+  const deletes = { route: [] as PlanOp[], fdb: [] as PlanOp[] };
+  for (const w of wants) {
+    const { peer } = w;
+    const ops: PlanOp[] = [];
+    if (peer.neighbour !== undefined && !w.neighOk)
+      ops.push({ op: "neigh-replace", neighbour: peer.neighbour });
     if (peer.fdb !== undefined) {
-      const f = peer.fdb;
-      const k = keys.fdb!;
-      wanted.fdb.add(k);
-      const existing = fdbs.get(k) ?? [];
-      if (!existing.some((a) => sameAddr(a.dst, f.dst))) ops.push({ op: "fdb-replace", fdb: f });
-      // Other remotes for the same MAC (the peer's public IP changed): removed after the replace.
-      for (const a of existing) {
-        if (a.dst !== null && !a.dst.equals(f.dst)) {
-          deletes.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst } });
-        }
-      }
+      if (!w.fdbOk) ops.push({ op: "fdb-replace", fdb: peer.fdb });
+      for (const a of w.fdbOthers ?? [])
+        deletes.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst! } });
     }
     if (peer.route !== undefined) {
       const r = peer.route;
-      const k = keys.route!;
-      wanted.route.add(k);
-      const existing = routes.get(k) ?? [];
-      const match = existing.find((a) => sameRouteOfKey(r, a));
-      if (match === undefined) {
-        const previous = existing[0];
+      if (w.routeMatch === undefined) {
+        const previous = w.routeFirst;
         ops.push(
           previous === undefined
             ? { op: "route-replace", route: r }
@@ -195,32 +268,14 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
         );
       }
       // `replace` overwrites the route with the same metric; one with another metric would stay and compete.
-      for (const a of existing) {
-        if (a !== match && metricOf(a) !== metricOf(r)) deletes.route.push({ op: "route-delete", route: a });
-      }
+      for (const a of w.routeOthers ?? [])
+        if (a !== w.routeMatch) deletes.route.push({ op: "route-delete", route: a });
     }
     if (ops.length > 0) adds.push({ peer: peer.key, ops });
   }
-
-  for (const [k, list] of routes) {
-    if (!wanted.route.has(k)) for (const a of list) deletes.route.push({ op: "route-delete", route: a });
-  }
-  for (const [k, list] of fdbs) {
-    if (wanted.fdb.has(k)) continue;
-    for (const a of list) {
-      if (a.dst !== null)
-        deletes.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst } });
-    }
-  }
-  for (const [k, list] of neighs) {
-    if (wanted.neigh.has(k)) continue;
-    for (const a of list) {
-      if ((a.state & NUD_PERMANENT) !== 0) {
-        deletes.neigh.push({ op: "neigh-delete", neighbour: { linkIndex: a.linkIndex, ip: a.ip } });
-      }
-    }
-  }
-  return { adds, deletes: [...deletes.route, ...deletes.fdb, ...deletes.neigh] };
+  appendAll(deletes.route, stale.route);
+  appendAll(deletes.fdb, stale.fdb);
+  return { adds, deletes: [...deletes.route, ...deletes.fdb, ...stale.neigh] };
 }
 
 /** A route as `ip route` would print it, for logs. */
@@ -574,17 +629,17 @@ export class Reconciler {
     if (!this.synced) return result;
 
     let desired: DesiredPeer[];
-    let actual: ActualState;
+    let p: Plan;
     try {
       desired = this.target.desired();
-      actual = this.target.actual();
+      // The kernel is read while planning (ActualState's lists are iterated there).
+      p = plan(desired, this.target.actual());
     } catch (err) {
       this.logger.error(`Failed to read kernel state: ${errorMessage(err)}`);
       result.failures++;
       this.trusted = false;
       return result;
     }
-    const p = plan(desired, actual);
 
     for (const { peer, ops } of p.adds) {
       const established = this.applied.has(peer);

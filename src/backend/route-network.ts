@@ -172,15 +172,17 @@ export class RouteNetwork implements Network, ReconcileTarget {
   }
 
   actual(): ActualState {
-    const routes: Route[] = [];
+    return { neighbours: [], fdb: [], routes: this.actualRoutes() };
+  }
+
+  /** One route at a time from the kernel's dumps (ActualState says why). */
+  private *actualRoutes(): Generator<Route, void, undefined> {
     for (const f of this.opts.families) {
       const network = this.opts.networks[f] ?? null;
       const own = f === 4 ? this.opts.ownLease.subnet : this.opts.ownLease.ipv6Subnet;
-      for (const r of this.opts.deps.kernel.routes.list({ family: f })) {
-        if (this.owns(r, network, own)) routes.push(r);
-      }
+      for (const r of this.opts.deps.kernel.routes.each({ family: f }))
+        if (this.owns(r, network, own)) yield r;
     }
-    return { neighbours: [], fdb: [], routes };
   }
 
   private owns(r: Route, network: IpNet | null, own: IpNet | null): boolean {

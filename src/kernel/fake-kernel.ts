@@ -705,6 +705,8 @@ export class FakeKernel implements Kernel {
   private makeRoutes(): Routes {
     const name = (i: number): string => this.linkTable.get(i)?.name ?? `if${i}`;
     return {
+      // The fake lists into a new array anyway: nothing is saved by iterating it lazily.
+      each: (opts) => this.routes.list(opts),
       list: (opts) =>
         this.routeTable
           .filter((r) => r.family === opts.family && r.table === (opts.table ?? RT_TABLE_MAIN))
@@ -797,6 +799,8 @@ export class FakeKernel implements Kernel {
 
   private makeNeighbours(): Neighbours {
     return {
+      // The fake lists into a new array anyway: nothing is saved by iterating it lazily.
+      each: (opts) => this.neighbours.list(opts),
       list: (opts) =>
         this.neighTable
           .filter(
@@ -836,6 +840,8 @@ export class FakeKernel implements Kernel {
 
   private makeFdb(): Fdb {
     return {
+      // The fake lists into a new array anyway: nothing is saved by iterating it lazily.
+      each: (opts) => this.fdb.list(opts),
       list: (opts) =>
         this.fdbTable
           .filter((e) => opts.linkIndex === undefined || e.linkIndex === opts.linkIndex)

@@ -178,6 +178,11 @@ export function nexthopIdFor(route: Route): number | undefined {
 export interface Routes {
   /** Routes of one family in one table (default main). */
   list(opts: { family: Family; table?: number }): Route[];
+  /**
+   * `list`, one route at a time: nothing is kept once the caller moves on, so a pass over tens of thousands
+   * of routes makes only short-lived objects. The kernel is read when iteration starts.
+   */
+  each(opts: { family: Family; table?: number }): Iterable<Route>;
   /** NLM_F_CREATE|NLM_F_REPLACE: `ip route replace`. */
   replace(route: Route): void;
   /** `ip route del`; succeeds when no such route exists. */
@@ -196,6 +201,8 @@ export interface Neighbour {
 
 export interface Neighbours {
   list(opts: { linkIndex?: number; family: Family }): Neighbour[];
+  /** `list`, one at a time (as `Routes.each`). */
+  each(opts: { linkIndex?: number; family: Family }): Iterable<Neighbour>;
   /** `ip neigh replace <ip> lladdr <mac> dev <link> nud permanent`. */
   replace(n: { linkIndex: number; ip: IpAddr; mac: string }): void;
   /** Succeeds when absent. */
@@ -211,6 +218,8 @@ export interface FdbEntry {
 
 export interface Fdb {
   list(opts: { linkIndex?: number }): FdbEntry[];
+  /** `list`, one at a time (as `Routes.each`). */
+  each(opts: { linkIndex?: number }): Iterable<FdbEntry>;
   /** `bridge fdb replace <mac> dev <link> dst <dst> self permanent`. */
   replace(e: { linkIndex: number; mac: string; dst: IpAddr }): void;
   /** Succeeds when absent. */

@@ -28,7 +28,7 @@
 import { errorMessage } from "../../errors.ts";
 import { IpAddr, type Family } from "../../ip/addr.ts";
 import { IfAddr, IpNet } from "../../ip/net.ts";
-import type { KernelEvent, Route, VxlanSpec } from "../../kernel/ports.ts";
+import type { FdbEntry, KernelEvent, Neighbour, Route, VxlanSpec } from "../../kernel/ports.ts";
 import { NUD_PERMANENT, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from "../../kernel/ports.ts";
 import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
 import { watchLeaseBatches } from "../../lease/watcher.ts";
@@ -379,20 +379,31 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   }
 
   actual(): ActualState {
-    const k = this.deps.kernel;
-    const out: ActualState = { neighbours: [], fdb: [], routes: [] };
+    return { neighbours: this.actualNeighbours(), fdb: this.actualFdb(), routes: this.actualRoutes() };
+  }
+
+  // One entry at a time from the kernel's dumps (ActualState says why).
+  private *actualNeighbours(): Generator<Neighbour, void, undefined> {
     for (const v of this.vteps) {
       if (v.index === 0) continue;
-      // Loops rather than push(...list): spreading tens of thousands of arguments can overflow the stack.
-      for (const n of k.neighbours.list({ linkIndex: v.index, family: v.family })) {
-        if ((n.state & NUD_PERMANENT) !== 0) out.neighbours.push(n);
-      }
-      for (const e of k.fdb.list({ linkIndex: v.index })) {
-        if (e.dst !== null && e.dst.family === v.family) out.fdb.push(e);
-      }
-      for (const r of k.routes.list({ family: v.family })) if (this.ownsRoute(v, r)) out.routes.push(r);
+      for (const n of this.deps.kernel.neighbours.each({ linkIndex: v.index, family: v.family }))
+        if ((n.state & NUD_PERMANENT) !== 0) yield n;
     }
-    return out;
+  }
+
+  private *actualFdb(): Generator<FdbEntry, void, undefined> {
+    for (const v of this.vteps) {
+      if (v.index === 0) continue;
+      for (const e of this.deps.kernel.fdb.each({ linkIndex: v.index }))
+        if (e.dst !== null && e.dst.family === v.family) yield e;
+    }
+  }
+
+  private *actualRoutes(): Generator<Route, void, undefined> {
+    for (const v of this.vteps) {
+      if (v.index === 0) continue;
+      for (const r of this.deps.kernel.routes.each({ family: v.family })) if (this.ownsRoute(v, r)) yield r;
+    }
   }
 
   /**

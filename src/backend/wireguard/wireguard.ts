@@ -416,17 +416,20 @@ export class WireguardNetwork implements Network, ReconcileTarget {
   }
 
   actual(): ActualState {
-    const routes: Route[] = [];
+    return { neighbours: [], fdb: [], routes: this.actualRoutes() };
+  }
+
+  /** One route at a time from the kernel's dumps (ActualState says why). */
+  private *actualRoutes(): Generator<Route, void, undefined> {
     const families = new Set(this.devs.flatMap((d) => d.families.map((f) => f.family)));
     for (const f of families) {
-      for (const r of this.deps.kernel.routes.list({ family: f })) {
+      for (const r of this.deps.kernel.routes.each({ family: f })) {
         if (r.dst === null || r.protocol === RTPROT_KERNEL || (r.table ?? RT_TABLE_MAIN) !== RT_TABLE_MAIN)
           continue;
         if ((r.type ?? "unicast") !== "unicast") continue;
-        if (this.devs.some((d) => d.index !== 0 && d.index === r.linkIndex)) routes.push(r);
+        if (this.devs.some((d) => d.index !== 0 && d.index === r.linkIndex)) yield r;
       }
     }
-    return { neighbours: [], fdb: [], routes };
   }
 
   concerns(ev: KernelEvent): boolean {

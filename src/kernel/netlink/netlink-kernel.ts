@@ -570,19 +570,8 @@ export class NetlinkKernel implements Kernel {
 
   private makeRoutes(): Routes {
     return {
-      list: (opts) => {
-        const table = opts.table ?? RT_TABLE_MAIN;
-        const body = nl.encodeRtRequest(afOf(opts.family));
-        const out: Route[] = [];
-        for (const m of this.sock.dump(nl.RTM_GETROUTE, body, "list routes")) {
-          if (m.type !== nl.RTM_NEWROUTE) continue;
-          if (m.body.length >= 12 && m.body.readUInt32LE(8) & nl.RTM_F_CLONED) continue; // cache entries
-          const r = parseRoute(m.body);
-          if (r && r.family === opts.family && r.table === table) out.push(r);
-        }
-        this.fillFromNexthops(out);
-        return out;
-      },
+      list: (opts) => [...this.eachRoute(opts)],
+      each: (opts) => this.eachRoute(opts),
       replace: (r) => this.writeOne({ op: "route-replace", route: r }),
       delete: (r) => this.writeOne({ op: "route-delete", route: r }),
       // ip route get DST
@@ -827,19 +816,27 @@ export class NetlinkKernel implements Kernel {
   }
 
   /**
-   * With net.ipv4.nexthop_compat_mode 0 the kernel lists a route through a nexthop object by its id only;
-   * its gateway, device and onlink flag are then the nexthop's.
+   * The routes of one family and table, as the dump gives them. With net.ipv4.nexthop_compat_mode 0 the
+   * kernel lists a route through a nexthop object by its id only; its gateway, device and onlink flag are
+   * then the nexthop's (the nexthops are listed once, at the first such route).
    */
-  private fillFromNexthops(routes: Route[]): void {
-    if (!routes.some((r) => r.nhId !== undefined && r.gw === undefined && r.linkIndex === undefined)) return;
-    const byId = new Map(this.listNexthops().map((n) => [n.id, n]));
-    for (const r of routes) {
-      if (r.nhId === undefined || r.gw !== undefined || r.linkIndex !== undefined) continue;
-      const n = byId.get(r.nhId);
-      if (n === undefined) continue;
-      if (n.gw) r.gw = n.gw;
-      if (n.linkIndex) r.linkIndex = n.linkIndex;
-      if (n.onlink) r.onlink = true;
+  private *eachRoute(opts: { family: Family; table?: number }): Generator<Route, void, undefined> {
+    const table = opts.table ?? RT_TABLE_MAIN;
+    const body = nl.encodeRtRequest(afOf(opts.family));
+    let byId: Map<number, ListedNexthop> | undefined;
+    for (const m of this.sock.dumpEach(nl.RTM_GETROUTE, body, "list routes")) {
+      if (m.type !== nl.RTM_NEWROUTE) continue;
+      if (m.body.length >= 12 && m.body.readUInt32LE(8) & nl.RTM_F_CLONED) continue; // cache entries
+      const r = parseRoute(m.body);
+      if (!r || r.family !== opts.family || r.table !== table) continue;
+      if (r.nhId !== undefined && r.gw === undefined && r.linkIndex === undefined) {
+        byId ??= new Map(this.listNexthops().map((n) => [n.id, n]));
+        const n = byId.get(r.nhId);
+        if (n?.gw) r.gw = n.gw;
+        if (n?.linkIndex) r.linkIndex = n.linkIndex;
+        if (n?.onlink) r.onlink = true;
+      }
+      yield r;
     }
   }
 
@@ -916,33 +913,46 @@ export class NetlinkKernel implements Kernel {
     return nl.encodeNdMsg({ family, index: linkIndex, state: NUD_PERMANENT, flags, type: 0 }, attrs);
   }
 
+  private *eachNeighbour(opts: {
+    linkIndex?: number;
+    family: Family;
+  }): Generator<Neighbour, void, undefined> {
+    const af = afOf(opts.family);
+    const body = nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 });
+    for (const m of this.sock.dumpEach(nl.RTM_GETNEIGH, body, "list neighbours")) {
+      if (m.type !== nl.RTM_NEWNEIGH) continue;
+      // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
+      const b = m.body;
+      const index = b.readInt32LE(4);
+      if (b.readUInt8(0) !== af || (opts.linkIndex !== undefined && index !== opts.linkIndex)) continue;
+      const a = attrs.scan(b, 12);
+      const ip = ipAt(a, nl.NDA_DST);
+      if (!ip) continue;
+      yield { linkIndex: index, ip, mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)), state: b.readUInt16LE(8) };
+    }
+  }
+
+  private *eachFdb(opts: { linkIndex?: number }): Generator<FdbEntry, void, undefined> {
+    const body = nl.encodeNdMsg({ family: nl.AF_BRIDGE, index: 0, state: 0, flags: 0, type: 0 });
+    for (const m of this.sock.dumpEach(nl.RTM_GETNEIGH, body, "list fdb")) {
+      if (m.type !== nl.RTM_NEWNEIGH) continue;
+      const b = m.body; // struct ndmsg, as in the neighbour list
+      const index = b.readInt32LE(4);
+      if (b.readUInt8(0) !== nl.AF_BRIDGE || (opts.linkIndex !== undefined && index !== opts.linkIndex))
+        continue;
+      const a = attrs.scan(b, 12);
+      yield {
+        linkIndex: index,
+        mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)),
+        dst: ipAt(a, nl.NDA_DST) ?? null,
+      };
+    }
+  }
+
   private makeNeighbours(): Neighbours {
     return {
-      list: (opts) => {
-        const out: Neighbour[] = [];
-        const af = afOf(opts.family);
-        for (const m of this.sock.dump(
-          nl.RTM_GETNEIGH,
-          nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 }),
-          "list neighbours",
-        )) {
-          if (m.type !== nl.RTM_NEWNEIGH) continue;
-          // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
-          const b = m.body;
-          const index = b.readInt32LE(4);
-          if (b.readUInt8(0) !== af || (opts.linkIndex !== undefined && index !== opts.linkIndex)) continue;
-          const a = attrs.scan(b, 12);
-          const ip = ipAt(a, nl.NDA_DST);
-          if (!ip) continue;
-          out.push({
-            linkIndex: index,
-            ip,
-            mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)),
-            state: b.readUInt16LE(8),
-          });
-        }
-        return out;
-      },
+      list: (opts) => [...this.eachNeighbour(opts)],
+      each: (opts) => this.eachNeighbour(opts),
       replace: (n) => this.send(this.writeReq({ op: "neigh-replace", neighbour: n })),
       delete: (n) => this.quietly(() => this.send(this.writeReq({ op: "neigh-delete", neighbour: n }))),
     };
@@ -950,24 +960,8 @@ export class NetlinkKernel implements Kernel {
 
   private makeFdb(): Fdb {
     return {
-      list: (opts) => {
-        const out: FdbEntry[] = [];
-        const body = nl.encodeNdMsg({ family: nl.AF_BRIDGE, index: 0, state: 0, flags: 0, type: 0 });
-        for (const m of this.sock.dump(nl.RTM_GETNEIGH, body, "list fdb")) {
-          if (m.type !== nl.RTM_NEWNEIGH) continue;
-          const b = m.body; // struct ndmsg, as in the neighbour list
-          const index = b.readInt32LE(4);
-          if (b.readUInt8(0) !== nl.AF_BRIDGE || (opts.linkIndex !== undefined && index !== opts.linkIndex))
-            continue;
-          const a = attrs.scan(b, 12);
-          out.push({
-            linkIndex: index,
-            mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)),
-            dst: ipAt(a, nl.NDA_DST) ?? null,
-          });
-        }
-        return out;
-      },
+      list: (opts) => [...this.eachFdb(opts)],
+      each: (opts) => this.eachFdb(opts),
       replace: (e) => this.send(this.writeReq({ op: "fdb-replace", fdb: e })),
       delete: (e) => this.quietly(() => this.send(this.writeReq({ op: "fdb-delete", fdb: e }))),
     };

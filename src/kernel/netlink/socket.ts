@@ -466,28 +466,55 @@ export class NetlinkSocket {
 
   /** NLM_F_DUMP request: every message until NLMSG_DONE. A dump interrupted by changes is retried. */
   dump(type: number, body: Buffer, op: string): NlMsg[] {
+    return [...this.dumpEach(type, body, op)];
+  }
+
+  /**
+   * `dump`, one message at a time: the whole dump is read first (its datagrams kept as they came, so that
+   * an interrupted dump can be retried), then its messages are decoded as they are pulled, and none is kept
+   * here. A pass over tens of thousands of entries then holds no object per entry beyond the one in hand.
+   */
+  *dumpEach(type: number, body: Buffer, op: string): Generator<NlMsg, void, undefined> {
+    const { seq, datagrams } = this.dumpDatagrams(type, body, op);
+    for (const d of datagrams) {
+      for (const m of decodeMsgs(d)) {
+        if (m.seq === seq && m.type !== NLMSG_DONE && m.type !== NLMSG_ERROR) yield m;
+      }
+    }
+  }
+
+  /** Reads one dump to its NLMSG_DONE (retried up to three times when interrupted); its datagrams, copied. */
+  private dumpDatagrams(type: number, body: Buffer, op: string): { seq: number; datagrams: Buffer[] } {
     for (let attempt = 0; ; attempt++) {
       const seq = this.send(type, NLM_F_REQUEST | NLM_F_DUMP, body, op);
-      const out: NlMsg[] = [];
+      const datagrams: Buffer[] = [];
       let interrupted = false;
       for (let done = false; !done;) {
-        for (const m of this.recvOnce(op) ?? []) {
-          if (m.seq !== seq) continue;
-          if (m.flags & 0x10) interrupted = true; // NLM_F_DUMP_INTR: state changed during the dump
-          if (m.type === NLMSG_DONE) {
-            done = true;
-            break;
+        const n = this.recvRaw(op);
+        const rb = this.rbuf;
+        let ours = false;
+        // The headers are read in place; only a datagram with messages of this dump is copied.
+        for (let off = 0; off + NLMSG_HDRLEN <= n;) {
+          const len = rb.readUInt32LE(off);
+          if (len < NLMSG_HDRLEN || off + len > n) break;
+          if (rb.readUInt32LE(off + 8) === seq) {
+            const t = rb.readUInt16LE(off + 4);
+            if (rb.readUInt16LE(off + 6) & 0x10) interrupted = true; // NLM_F_DUMP_INTR: state changed meanwhile
+            if (t === NLMSG_DONE) {
+              done = true;
+              break;
+            }
+            if (t === NLMSG_ERROR) {
+              const err = len >= NLMSG_HDRLEN + 4 ? -rb.readInt32LE(off + NLMSG_HDRLEN) : 0;
+              if (err !== 0) throw new KernelError(errnoName(err), op);
+            } else if (t === NLMSG_OVERRUN) throw new KernelError("ENOBUFS", op);
+            else ours = true;
           }
-          if (m.type === NLMSG_ERROR) {
-            const err = decodeError(m.body);
-            if (err !== 0) throw new KernelError(errnoName(err), op);
-            continue;
-          }
-          if (m.type === NLMSG_OVERRUN) throw new KernelError("ENOBUFS", op);
-          out.push(m);
+          off += (len + 3) & ~3;
         }
+        if (ours) datagrams.push(Buffer.from(rb.subarray(0, n)));
       }
-      if (!interrupted || attempt >= 3) return out;
+      if (!interrupted || attempt >= 3) return { seq, datagrams };
     }
   }
 
