@@ -7,6 +7,8 @@
 export type Family = 4 | 6;
 
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
+const MAX_V4 = (1n << 32n) - 1n;
+const MAX_V6 = (1n << 128n) - 1n;
 
 export class IpAddr {
   /** The text, made on first use: keys and log lines then share one flat string per address. */
@@ -18,8 +20,7 @@ export class IpAddr {
   ) {}
 
   static of(family: Family, value: bigint): IpAddr {
-    const max = (1n << BigInt(BITS[family])) - 1n;
-    if (value < 0n || value > max)
+    if (value < 0n || value > (family === 4 ? MAX_V4 : MAX_V6))
       throw new RangeError(`Value ${value} does not fit an IPv${family} address`);
     return new IpAddr(family, value);
   }

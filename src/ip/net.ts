@@ -127,7 +127,18 @@ export class IfAddr {
 }
 
 export function maskOf(family: Family, prefixLen: number): bigint {
-  const bits = family === 4 ? 32 : 128;
-  const all = (1n << BigInt(bits)) - 1n;
-  return (all << BigInt(bits - prefixLen)) & all;
+  const table = family === 4 ? MASKS_V4 : MASKS_V6;
+  const m = table[prefixLen];
+  if (m === undefined) throw new RangeError(`Prefix length ${prefixLen} is out of range for IPv${family}`);
+  return m;
 }
+
+function masks(bits: number): readonly bigint[] {
+  const all = (1n << BigInt(bits)) - 1n;
+  return Array.from({ length: bits + 1 }, (_, n) => (all << BigInt(bits - n)) & all);
+}
+
+// Every mask made once: a periodic pass checks tens of thousands of routes against the network, and each
+// mask made per check was a BigInt or three to collect.
+const MASKS_V4 = masks(32);
+const MASKS_V6 = masks(128);

@@ -169,3 +169,22 @@ test("AttrIndex: the first attribute of each type, as decodeAttrs and attrMap se
   assert.equal(a.length(nl.RTA_DST), -1);
   assert.equal(a.bytes(nl.RTA_TABLE), undefined);
 });
+
+test("AttrIndex.mac reads a six-byte attribute in place, as bytesToMac reads its bytes", () => {
+  const a = new nl.AttrIndex();
+  const mac = Buffer.from([0x0e, 0x2a, 0x00, 0xf1, 0x02, 0xff]);
+  const msg = bootRoute(24, [
+    { type: 2, data: mac },
+    { type: 3, data: Buffer.from([1, 2, 3, 4]) },
+  ]);
+  a.scan(msg, 12);
+  assert.equal(a.mac(2), "0e:2a:00:f1:02:ff");
+  assert.equal(a.mac(2), nl.bytesToMac(a.bytes(2)));
+  assert.equal(a.mac(3), "", "four bytes are not a MAC");
+  assert.equal(a.mac(4), "", "absent");
+  for (let i = 0; i < 256; i += 17)
+    assert.equal(
+      nl.macAt(Buffer.from([i, 0, 0, 0, 0, 255 - i]), 0).slice(0, 2),
+      i.toString(16).padStart(2, "0"),
+    );
+});

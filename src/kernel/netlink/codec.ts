@@ -254,6 +254,11 @@ export class AttrIndex {
     return type < ATTR_INDEX_TYPES && this.seen[type] === this.gen ? (this.len[type] as number) : -1;
   }
 
+  /** Its data as a MAC address text ("" unless it is six bytes long), read in place. */
+  mac(type: number): string {
+    return this.length(type) === 6 ? macAt(this.buf, this.off[type] as number) : "";
+  }
+
   /** Its data as a view of the message (`readU32`, `readStr` and the like take it). */
   bytes(type: number): Buffer | undefined {
     const n = this.length(type);
@@ -580,8 +585,24 @@ export function macToBytes(mac: string): Buffer {
 
 export function bytesToMac(b: Buffer | undefined): string {
   if (!b || b.length !== 6) return "";
-  const h = b.toString("hex");
-  return `${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}:${h.slice(10, 12)}`;
+  return macAt(b, 0);
+}
+
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+/**
+ * The six bytes at `off` as "aa:bb:cc:dd:ee:ff". Joined from a table of byte texts into one flat string: the
+ * hex text and its slices made five strings per MAC, and neighbour and FDB dumps hold one MAC per entry.
+ */
+export function macAt(b: Uint8Array, off: number): string {
+  return [
+    HEX2[b[off]!],
+    HEX2[b[off + 1]!],
+    HEX2[b[off + 2]!],
+    HEX2[b[off + 3]!],
+    HEX2[b[off + 4]!],
+    HEX2[b[off + 5]!],
+  ].join(":");
 }
 
 /**

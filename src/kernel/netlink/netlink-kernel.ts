@@ -928,7 +928,7 @@ export class NetlinkKernel implements Kernel {
       const a = attrs.scan(b, 12);
       const ip = ipAt(a, nl.NDA_DST);
       if (!ip) continue;
-      yield { linkIndex: index, ip, mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)), state: b.readUInt16LE(8) };
+      yield { linkIndex: index, ip, mac: a.mac(nl.NDA_LLADDR), state: b.readUInt16LE(8) };
     }
   }
 
@@ -943,7 +943,7 @@ export class NetlinkKernel implements Kernel {
       const a = attrs.scan(b, 12);
       yield {
         linkIndex: index,
-        mac: nl.bytesToMac(a.bytes(nl.NDA_LLADDR)),
+        mac: a.mac(nl.NDA_LLADDR),
         dst: ipAt(a, nl.NDA_DST) ?? null,
       };
     }
