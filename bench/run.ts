@@ -285,36 +285,40 @@ export function formatTable(r: Results): string {
   }
   if (r.memory) {
     const m = r.memory;
-    const peak = (b: number | undefined, anon: number | undefined): string =>
-      [b === undefined ? "" : `peak ${fmtMb(b)}`, anon === undefined ? "" : `anon ${fmtMb(anon)}`]
+    const beside = (at3s: number | undefined, b: number | undefined, anon: number | undefined): string =>
+      [
+        at3s === undefined ? "" : `at 3 s ${fmtMb(at3s)}`,
+        b === undefined ? "" : `peak ${fmtMb(b)}`,
+        anon === undefined ? "" : `anon ${fmtMb(anon)}`,
+      ]
         .filter((x) => x !== "")
         .join(", ");
     // flanneld's CPU over the 11 s after each figure, with no lease changing (one periodic full pass).
     const rest = (ms: number | undefined): string => (ms === undefined ? "" : `${fmtMs(ms)} in 11 s at rest`);
     rows.push([
-      "flanneld RSS idle",
+      "flanneld RSS idle (median of 11 s at rest)",
       fmtMb(m.idleBytes),
-      peak(m.idlePeakBytes, m.idleAnonBytes),
+      beside(m.idleAt3sBytes, m.idlePeakBytes, m.idleAnonBytes),
       rest(m.idleRestCpuMs),
     ]);
     rows.push([
-      "flanneld RSS at 1000 leases",
+      "flanneld RSS at 1000 leases (median of 11 s at rest)",
       fmtMb(m.at1000Bytes),
-      peak(m.at1000PeakBytes, m.at1000AnonBytes),
+      beside(m.at1000At3sBytes, m.at1000PeakBytes, m.at1000AnonBytes),
       rest(m.at1000RestCpuMs),
     ]);
     if (m.at10000Bytes !== undefined)
       rows.push([
-        "flanneld RSS at 10,000 leases",
+        "flanneld RSS at 10,000 leases (median of 11 s at rest)",
         fmtMb(m.at10000Bytes),
-        peak(m.at10000PeakBytes, m.at10000AnonBytes),
+        beside(m.at10000At3sBytes, m.at10000PeakBytes, m.at10000AnonBytes),
         rest(m.at10000RestCpuMs),
       ]);
     if (m.bytesPerLease !== undefined) {
       rows.push([
-        "RSS growth per lease (1000 → 10,000)",
+        "RSS growth per lease (1000 → 10,000), of the medians",
         `${(m.bytesPerLease / 1024).toFixed(2)} KB`,
-        "",
+        m.bytesPerLeaseAt3s === undefined ? "" : `at 3 s ${(m.bytesPerLeaseAt3s / 1024).toFixed(2)} KB`,
         "",
       ]);
     }
