@@ -6,7 +6,7 @@ import { selectExternalInterface } from "../backend/ext-iface.ts";
 import { getBackend } from "../backend/registry.ts";
 import { runFlanneld, type DaemonDeps } from "../daemon/flanneld.ts";
 import { releaseStartupPages } from "../daemon/startup-pages.ts";
-import { ExecCommandRunner } from "../kernel/command.ts";
+import { SpawnCommandRunner } from "../kernel/spawn.ts";
 import { createNetlinkKernel } from "../kernel/netlink/netlink-kernel.ts";
 import { errorMessage } from "../errors.ts";
 import { KlogLogger } from "../log/logger.ts";
@@ -52,7 +52,7 @@ async function main(): Promise<number> {
   // Metrics are served on /metrics of the health server (so only with --healthz-port > 0).
   const metrics = createMetrics();
   const kernel = instrumentKernel(createNetlinkKernel(), metrics);
-  const commands = new ExecCommandRunner();
+  const commands = new SpawnCommandRunner();
   const deps: DaemonDeps = {
     logger,
     kernel,

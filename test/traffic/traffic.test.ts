@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 
 import { IpNet } from "../../src/ip/net.ts";
-import { ExecCommandRunner, type CommandResult, type CommandRunner } from "../../src/kernel/command.ts";
+import type { CommandResult, CommandRunner } from "../../src/kernel/command.ts";
+import { SpawnCommandRunner } from "../../src/kernel/spawn.ts";
 import { MemoryLogger } from "../../src/log/logger.ts";
 import { IptablesManager } from "../../src/traffic/iptables/manager.ts";
 import type { TrafficManager } from "../../src/traffic/manager.ts";
@@ -15,7 +16,8 @@ import { Netns, requireRoot, vethPair, waitFor } from "../helpers/netns.ts";
 
 /** Runs every command inside `ns`; `rename` swaps programs (e.g. iptables → iptables-legacy). */
 class NetnsCommandRunner implements CommandRunner {
-  private readonly exec = new ExecCommandRunner();
+  // flanneld's own runner (posix_spawn).
+  private readonly exec = new SpawnCommandRunner();
   constructor(
     private readonly ns: Netns,
     private readonly rename: (file: string) => string = (f) => f,
