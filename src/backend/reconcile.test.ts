@@ -17,6 +17,7 @@ import {
   type DesiredPeer,
   type ReconcileTarget,
 } from "./reconcile.ts";
+import { seededRandom } from "../../test/helpers/random.ts";
 
 const ip = (s: string): IpAddr => IpAddr.parse(s);
 const DEV = 5;
@@ -476,14 +477,7 @@ function groupedPlan(desired: readonly DesiredPeer[], actual: ActualState): Retu
 }
 
 test("plan equals the grouped planner it replaced on random kernel states, reading each list once", () => {
-  // mulberry32: a small PRNG whose low bits are as random as its high ones.
-  let seed = 42;
-  const rnd = (n: number): number => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) % n;
-  };
+  const rnd = seededRandom(42);
   const mac = (i: number): string => `aa:00:00:00:00:${i.toString(16).padStart(2, "0")}`;
   const opsText = (ops: readonly PlanOp[]): string[] => ops.map(formatOp);
   for (let round = 0; round < 300; round++) {

@@ -6,6 +6,7 @@ import { MemoryLogger } from "../log/logger.ts";
 import type { SubnetManager } from "../subnet/manager.ts";
 import type { Lease, LeaseEvent, LeaseWatchResult } from "./lease.ts";
 import { LeaseWatcher, sameSubnet, watchLeaseBatches } from "./watcher.ts";
+import { seededRandom } from "../../test/helpers/random.ts";
 
 function lease(opts: {
   v4?: string;
@@ -205,14 +206,7 @@ class LinearWatcher {
 test("the indexed watcher agrees with a linear scan on random mixed-family events and snapshots", () => {
   // A small subnet space with all four flag kinds makes collisions between families (a v4-only and a
   // dual-stack lease with the same v4 subnet, repeated subnets in a snapshot) frequent.
-  let seed = 12345;
-  const rnd = (n: number): number => {
-    // mulberry32: small, deterministic, and its low bits are as random as its high ones.
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) % n;
-  };
+  const rnd = seededRandom(12345);
   const flagKinds = ["v4", "v6", "dual", "none"] as const;
   const random = (): Lease => {
     const flags = flagKinds[rnd(4)] ?? "v4";

@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { IpAddr } from "../../ip/addr.ts";
 import { IpNet } from "../../ip/net.ts";
 import { freeSubnets } from "./manager.ts";
+import { seededRandom } from "../../../test/helpers/random.ts";
 
 /** The definition: scan every taken subnet for each candidate. */
 function freeSubnetsByScan(min: IpAddr, max: IpAddr, prefixLen: number, taken: readonly (IpNet | null)[]) {
@@ -17,13 +18,7 @@ function freeSubnetsByScan(min: IpAddr, max: IpAddr, prefixLen: number, taken: r
 }
 
 test("freeSubnets equals a scan of every taken subnet, with nested, mixed-size and foreign-family leases", () => {
-  let seed = 7;
-  const rnd = (n: number): number => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) % n;
-  };
+  const rnd = seededRandom(7);
   for (let round = 0; round < 300; round++) {
     const taken: (IpNet | null)[] = [null, IpNet.parse("fd00::/64")];
     for (let i = 0, n = rnd(400); i < n; i++) {
