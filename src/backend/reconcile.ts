@@ -86,7 +86,11 @@ export interface Plan {
 // strings (two to four objects per key, kept as long as the key is: ~0.5 KB per peer at 10,000 peers).
 const neighKey = (linkIndex: number, ip: IpAddr): string => [linkIndex, ip.toString()].join("|");
 const fdbKey = (linkIndex: number, mac: string): string => [linkIndex, mac.toLowerCase()].join("|");
-const routeKey = (r: Route): string => [r.table ?? RT_TABLE_MAIN, r.dst?.toString() ?? "default"].join("|");
+// A route of the main table is keyed by its destination's own text (IpNet keeps it), not by a new string.
+const routeKey = (r: Route): string =>
+  (r.table ?? RT_TABLE_MAIN) === RT_TABLE_MAIN
+    ? (r.dst?.toString() ?? "default")
+    : [r.table, r.dst?.toString() ?? "default"].join("|");
 const fdbEntryKey = (f: DesiredFdb): string => [f.linkIndex, f.mac.toLowerCase(), f.dst.toString()].join("|");
 
 /** The kernel keys of one desired peer's entries. */
