@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -67,4 +67,19 @@ test("resolveProgram looks in PATH order and only at executable files; exitCodeO
   assert.equal(exitCodeOf(0), 0);
   assert.equal(exitCodeOf(3 << 8), 3);
   assert.equal(exitCodeOf(15), 128); // SIGTERM
+});
+
+test("posix_spawn runner: a program that cannot be run rejects and leaves no pipe open", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "fts-spawn-"));
+  try {
+    // Executable, but not a program the kernel can start: posix_spawn itself fails (ENOEXEC).
+    writeFileSync(join(dir, "junk"), Buffer.from([0, 1, 2, 3]));
+    chmodSync(join(dir, "junk"), 0o755);
+    const fds = (): number => readdirSync("/proc/self/fd").length;
+    const before = fds();
+    await assert.rejects(r.run("junk", [], { env: { PATH: dir } }), /spawn junk failed: errno 8/);
+    assert.equal(fds(), before);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

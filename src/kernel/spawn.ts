@@ -47,6 +47,7 @@ const O_CLOEXEC = 0o2000000;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
 const WNOHANG = 1;
+const ENOENT = 2;
 // glibc's posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336 and sigset_t 128 on 64-bit Linux;
 // the buffers are larger so that no libc could write past them.
 const OPAQUE = 1024;
@@ -153,6 +154,7 @@ export class SpawnCommandRunner implements CommandRunner {
       for (const fd of [inR, outW, errW]) c.close(fd);
     } catch (err) {
       for (const fd of fds) c.close(fd);
+      this.found.delete(key);
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     return new Promise((resolve) => {
@@ -214,7 +216,18 @@ export class SpawnCommandRunner implements CommandRunner {
       envp.push(null);
       const pid = new Int32Array(1);
       const rc = c.spawn(pid, path, fa, attr, [...argv, null], envp);
-      if (rc !== 0) throw Object.assign(new Error(`spawn ${argv[0] ?? path}: error ${rc}`), { errno: rc });
+      if (rc !== 0) {
+        // The program found a moment ago is gone (ENOENT) or cannot be run (EACCES, ENOEXEC, ...).
+        const code = rc === ENOENT ? "ENOENT" : `E${rc}`;
+        throw Object.assign(
+          new Error(`spawn ${argv[0] ?? path} ${rc === ENOENT ? "ENOENT" : `failed: errno ${rc}`}`),
+          {
+            code,
+            errno: -rc,
+            path: argv[0] ?? path,
+          },
+        );
+      }
       return pid[0]!;
     } finally {
       c.faDestroy(fa);
