@@ -18,6 +18,7 @@ import { Socket } from "node:net";
 import { delimiter, join } from "node:path";
 import koffi from "koffi";
 import type { CommandResult, CommandRunner } from "./command.ts";
+import { errnoName } from "./netlink/socket.ts";
 
 interface SpawnLib {
   pipe2(fds: Int32Array, flags: number): number;
@@ -47,7 +48,6 @@ const O_CLOEXEC = 0o2000000;
 const POSIX_SPAWN_SETSIGDEF = 0x04;
 const POSIX_SPAWN_SETSIGMASK = 0x08;
 const WNOHANG = 1;
-const ENOENT = 2;
 // glibc's posix_spawn_file_actions_t is 80 bytes, posix_spawnattr_t 336 and sigset_t 128 on 64-bit Linux;
 // the buffers are larger so that no libc could write past them.
 const OPAQUE = 1024;
@@ -78,18 +78,20 @@ function spawnLib(): SpawnLib {
   return lib;
 }
 
+/** Whether `p` is a regular file this process may execute. */
+function executable(p: string): boolean {
+  const st = statSync(p, { throwIfNoEntry: false });
+  if (st === undefined || !st.isFile()) return false;
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The executable `file` names, found as execvp would in `path` (the child's PATH); undefined if none. */
 export function resolveProgram(file: string, path: string | undefined): string | undefined {
-  const executable = (p: string): boolean => {
-    const st = statSync(p, { throwIfNoEntry: false });
-    if (st === undefined || !st.isFile()) return false;
-    try {
-      accessSync(p, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   if (file.includes("/")) return executable(file) ? file : undefined;
   for (const dir of (path ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(
     delimiter,
@@ -117,9 +119,9 @@ export class SpawnCommandRunner implements CommandRunner {
     const env = opts.env ?? process.env;
     const key = `${env.PATH ?? ""}\0${file}`;
     let path = this.found.get(key);
-    // A program found before is checked again (it may have been removed or replaced by another in PATH
-    // order only when it is gone: as a shell's hash table, not as execvp).
-    if (path === undefined || resolveProgram(path, undefined) === undefined) {
+    // A program found before is used while it is there, as a shell's hash table does; PATH is searched
+    // again only when it is gone.
+    if (path === undefined || !executable(path)) {
       path = resolveProgram(file, env.PATH);
       if (path === undefined) this.found.delete(key);
       else this.found.set(key, path);
@@ -135,28 +137,29 @@ export class SpawnCommandRunner implements CommandRunner {
       );
     }
     const c = spawnLib();
-    const fds: number[] = [];
-    const pipe = (): [number, number] => {
-      const p = new Int32Array(2);
-      if (c.pipe2(p, O_CLOEXEC) !== 0) throw new Error(`pipe2: ${errnoText()}`);
-      fds.push(p[0]!, p[1]!);
-      return [p[0]!, p[1]!];
-    };
+    // stdin, stdout, stderr: [read end, write end] each; the child gets stdin's read end and the others'
+    // write ends.
+    const pipes: [number, number][] = [];
     let pid: number;
-    let stdinW: number, stdoutR: number, stderrR: number;
     try {
-      const [inR, inW] = pipe();
-      const [outR, outW] = pipe();
-      const [errR, errW] = pipe();
-      [stdinW, stdoutR, stderrR] = [inW, outR, errR];
-      pid = this.spawn(path, [file, ...args], env, [inR, outW, errW]);
-      // The child's ends are the child's now.
-      for (const fd of [inR, outW, errW]) c.close(fd);
+      for (let i = 0; i < 3; i++) {
+        const p = new Int32Array(2);
+        if (c.pipe2(p, O_CLOEXEC) !== 0) throw new Error(`pipe2: ${errnoName(koffi.errno())}`);
+        pipes.push([p[0]!, p[1]!]);
+      }
+      pid = this.spawn(path, [file, ...args], env, [pipes[0]![0], pipes[1]![1], pipes[2]![1]]);
     } catch (err) {
-      for (const fd of fds) c.close(fd);
+      for (const p of pipes) for (const fd of p) c.close(fd);
       this.found.delete(key);
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+    const [[inR, stdinW], [stdoutR, outW], [stderrR, errW]] = pipes as [
+      [number, number],
+      [number, number],
+      [number, number],
+    ];
+    // The child's ends are the child's now.
+    for (const fd of [inR, outW, errW]) c.close(fd);
     return new Promise((resolve) => {
       let stdout = "";
       let stderr = "";
@@ -218,14 +221,10 @@ export class SpawnCommandRunner implements CommandRunner {
       const rc = c.spawn(pid, path, fa, attr, [...argv, null], envp);
       if (rc !== 0) {
         // The program found a moment ago is gone (ENOENT) or cannot be run (EACCES, ENOEXEC, ...).
-        const code = rc === ENOENT ? "ENOENT" : `E${rc}`;
+        const code = errnoName(rc);
         throw Object.assign(
-          new Error(`spawn ${argv[0] ?? path} ${rc === ENOENT ? "ENOENT" : `failed: errno ${rc}`}`),
-          {
-            code,
-            errno: -rc,
-            path: argv[0] ?? path,
-          },
+          new Error(`spawn ${argv[0] ?? path} ${code === "ENOENT" ? code : `failed: errno ${rc} (${code})`}`),
+          { code, errno: -rc, path: argv[0] ?? path },
         );
       }
       return pid[0]!;
@@ -234,8 +233,4 @@ export class SpawnCommandRunner implements CommandRunner {
       c.attrDestroy(attr);
     }
   }
-}
-
-function errnoText(): string {
-  return `errno ${koffi.errno()}`;
 }

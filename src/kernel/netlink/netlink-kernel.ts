@@ -913,39 +913,39 @@ export class NetlinkKernel implements Kernel {
     return nl.encodeNdMsg({ family, index: linkIndex, state: NUD_PERMANENT, flags, type: 0 }, attrs);
   }
 
+  /**
+   * The bodies (struct ndmsg, then attributes) of an RTM_GETNEIGH dump of address family `af`, on link
+   * `linkIndex` when given: neighbours, or FDB entries with AF_BRIDGE.
+   */
+  private *eachNdMsg(
+    af: number,
+    linkIndex: number | undefined,
+    op: string,
+  ): Generator<Buffer, void, undefined> {
+    const body = nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 });
+    for (const m of this.sock.dumpEach(nl.RTM_GETNEIGH, body, op)) {
+      // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
+      if (m.type !== nl.RTM_NEWNEIGH || m.body.readUInt8(0) !== af) continue;
+      if (linkIndex === undefined || m.body.readInt32LE(4) === linkIndex) yield m.body;
+    }
+  }
+
   private *eachNeighbour(opts: {
     linkIndex?: number;
     family: Family;
   }): Generator<Neighbour, void, undefined> {
-    const af = afOf(opts.family);
-    const body = nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 });
-    for (const m of this.sock.dumpEach(nl.RTM_GETNEIGH, body, "list neighbours")) {
-      if (m.type !== nl.RTM_NEWNEIGH) continue;
-      // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
-      const b = m.body;
-      const index = b.readInt32LE(4);
-      if (b.readUInt8(0) !== af || (opts.linkIndex !== undefined && index !== opts.linkIndex)) continue;
+    for (const b of this.eachNdMsg(afOf(opts.family), opts.linkIndex, "list neighbours")) {
       const a = attrs.scan(b, 12);
       const ip = ipAt(a, nl.NDA_DST);
       if (!ip) continue;
-      yield { linkIndex: index, ip, mac: a.mac(nl.NDA_LLADDR), state: b.readUInt16LE(8) };
+      yield { linkIndex: b.readInt32LE(4), ip, mac: a.mac(nl.NDA_LLADDR), state: b.readUInt16LE(8) };
     }
   }
 
   private *eachFdb(opts: { linkIndex?: number }): Generator<FdbEntry, void, undefined> {
-    const body = nl.encodeNdMsg({ family: nl.AF_BRIDGE, index: 0, state: 0, flags: 0, type: 0 });
-    for (const m of this.sock.dumpEach(nl.RTM_GETNEIGH, body, "list fdb")) {
-      if (m.type !== nl.RTM_NEWNEIGH) continue;
-      const b = m.body; // struct ndmsg, as in the neighbour list
-      const index = b.readInt32LE(4);
-      if (b.readUInt8(0) !== nl.AF_BRIDGE || (opts.linkIndex !== undefined && index !== opts.linkIndex))
-        continue;
+    for (const b of this.eachNdMsg(nl.AF_BRIDGE, opts.linkIndex, "list fdb")) {
       const a = attrs.scan(b, 12);
-      yield {
-        linkIndex: index,
-        mac: a.mac(nl.NDA_LLADDR),
-        dst: ipAt(a, nl.NDA_DST) ?? null,
-      };
+      yield { linkIndex: b.readInt32LE(4), mac: a.mac(nl.NDA_LLADDR), dst: ipAt(a, nl.NDA_DST) ?? null };
     }
   }
 
