@@ -82,42 +82,31 @@ export interface Plan {
   deletes: PlanOp[];
 }
 
-// Keys are joined rather than templated: join makes one flat string, a template a chain of concatenated
-// strings (two to four objects per key, kept as long as the key is: ~0.5 KB per peer at 10,000 peers).
-const neighKey = (linkIndex: number, ip: IpAddr): string => [linkIndex, ip.toString()].join("|");
-const fdbKey = (linkIndex: number, mac: string): string => [linkIndex, mac.toLowerCase()].join("|");
-// A route of the main table is keyed by its destination's own text (IpNet keeps it), not by a new string.
+// Kernel identities. A main-table route is keyed by its destination's own text (IpNet keeps it). Neighbours
+// and FDB entries are found per device by the address's value or the MAC's text, which the entries already
+// hold: nothing is formatted or kept per peer to index them (four key strings and a key object per peer were
+// ~0.2 KB per lease at 10,000).
 const routeKey = (r: Route): string =>
   (r.table ?? RT_TABLE_MAIN) === RT_TABLE_MAIN
     ? (r.dst?.toString() ?? "default")
     : [r.table, r.dst?.toString() ?? "default"].join("|");
-const fdbEntryKey = (f: DesiredFdb): string => [f.linkIndex, f.mac.toLowerCase(), f.dst.toString()].join("|");
+/** A neighbour's device and family: IPv4 and IPv6 addresses of the same value are different neighbours. */
+const neighSlot = (linkIndex: number, ip: IpAddr): number => linkIndex * 2 + (ip.family === 6 ? 1 : 0);
+const sameNeighKey = (a: { linkIndex: number; ip: IpAddr }, b: { linkIndex: number; ip: IpAddr }): boolean =>
+  a.linkIndex === b.linkIndex && a.ip.equals(b.ip);
+const lowerMac = (mac: string): string => mac.toLowerCase();
 
-/** The kernel keys of one desired peer's entries. */
-interface PeerKeys {
-  neigh: string | undefined;
-  fdb: string | undefined;
-  /** The FDB entry with its destination (a MAC may have several). */
-  fdbEntry: string | undefined;
-  route: string | undefined;
-}
-
-// Targets hand out the same DesiredPeer object while a peer is unchanged (DesiredPeer objects are never
-// mutated), so its keys are derived once: a periodic pass over 10,000 peers then formats no addresses for them.
-const peerKeys = new WeakMap<DesiredPeer, PeerKeys>();
-
-function keysOf(d: DesiredPeer): PeerKeys {
-  let k = peerKeys.get(d);
-  if (k === undefined) {
-    k = {
-      neigh: d.neighbour && neighKey(d.neighbour.linkIndex, d.neighbour.ip),
-      fdb: d.fdb && fdbKey(d.fdb.linkIndex, d.fdb.mac),
-      fdbEntry: d.fdb && fdbEntryKey(d.fdb),
-      route: d.route && routeKey(d.route),
-    };
-    peerKeys.set(d, k);
+/** Maps indexed by device first: `get(slot)` then by address value or MAC. */
+class BySlot<K, V> {
+  private readonly m = new Map<number, Map<K, V>>();
+  get(slot: number, k: K): V | undefined {
+    return this.m.get(slot)?.get(k);
   }
-  return k;
+  inner(slot: number): Map<K, V> {
+    let i = this.m.get(slot);
+    if (i === undefined) this.m.set(slot, (i = new Map()));
+    return i;
+  }
 }
 
 /** The kernel's default priority: 0 for IPv4, 1024 for IPv6 (IP6_RT_PRIO_USER). */
@@ -128,12 +117,10 @@ function sameAddr(a: IpAddr | null | undefined, b: IpAddr | null | undefined): b
   return a.equals(b);
 }
 
-/** True when `actual` is what `desired` asks for; a desired route without linkIndex lets the kernel pick. */
-export function routeMatches(desired: Route, actual: Route): boolean {
-  return routeKey(desired) === routeKey(actual) && sameRouteOfKey(desired, actual);
-}
-
-/** `routeMatches` for two routes already known to have the same key (table and destination). */
+/**
+ * For two routes with the same key (table and destination): whether `actual` is what `desired` asks for; a
+ * desired route without linkIndex lets the kernel pick.
+ */
 function sameRouteOfKey(desired: Route, actual: Route): boolean {
   return (
     sameAddr(desired.gw, actual.gw) &&
@@ -163,12 +150,7 @@ interface Want {
   routeOthers: Route[] | undefined;
 }
 
-function chain(
-  m: Map<string, Want>,
-  key: string,
-  w: Want,
-  next: "nextNeigh" | "nextFdb" | "nextRoute",
-): void {
+function chain<K>(m: Map<K, Want>, key: K, w: Want, next: "nextNeigh" | "nextFdb" | "nextRoute"): void {
   let t = m.get(key);
   if (t === undefined) {
     m.set(key, w);
@@ -184,8 +166,8 @@ function chain(
  */
 export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan {
   const wants: Want[] = [];
-  const neighs = new Map<string, Want>();
-  const fdbs = new Map<string, Want>();
+  const neighs = new BySlot<bigint, Want>();
+  const fdbs = new BySlot<string, Want>();
   const routes = new Map<string, Want>();
   for (const peer of desired) {
     const w: Want = {
@@ -201,17 +183,17 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
       routeOthers: undefined,
     };
     wants.push(w);
-    const keys = keysOf(peer);
-    if (keys.neigh !== undefined) chain(neighs, keys.neigh, w, "nextNeigh");
-    if (keys.fdb !== undefined) chain(fdbs, keys.fdb, w, "nextFdb");
-    if (keys.route !== undefined) chain(routes, keys.route, w, "nextRoute");
+    const { neighbour: n, fdb: f, route: r } = peer;
+    if (n !== undefined) chain(neighs.inner(neighSlot(n.linkIndex, n.ip)), n.ip.value, w, "nextNeigh");
+    if (f !== undefined) chain(fdbs.inner(f.linkIndex), lowerMac(f.mac), w, "nextFdb");
+    if (r !== undefined) chain(routes, routeKey(r), w, "nextRoute");
   }
 
   // Stale entries (keys no desired peer has), in listing order.
   const stale = { route: [] as PlanOp[], fdb: [] as PlanOp[], neigh: [] as PlanOp[] };
   for (const a of actual.neighbours) {
     const permanent = (a.state & NUD_PERMANENT) !== 0;
-    let w = neighs.get(neighKey(a.linkIndex, a.ip));
+    let w = neighs.get(neighSlot(a.linkIndex, a.ip), a.ip.value);
     if (w === undefined) {
       if (permanent)
         stale.neigh.push({ op: "neigh-delete", neighbour: { linkIndex: a.linkIndex, ip: a.ip } });
@@ -223,7 +205,7 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
     }
   }
   for (const a of actual.fdb) {
-    let w = fdbs.get(fdbKey(a.linkIndex, a.mac));
+    let w = fdbs.get(a.linkIndex, lowerMac(a.mac));
     if (w === undefined) {
       if (a.dst !== null)
         stale.fdb.push({ op: "fdb-delete", fdb: { linkIndex: a.linkIndex, mac: a.mac, dst: a.dst } });
@@ -428,11 +410,7 @@ export function planPeerChange(
     );
   }
   const o = old?.neighbour;
-  if (
-    o !== undefined &&
-    (next?.neighbour === undefined ||
-      neighKey(o.linkIndex, o.ip) !== neighKey(next.neighbour.linkIndex, next.neighbour.ip))
-  )
+  if (o !== undefined && (next?.neighbour === undefined || !sameNeighKey(o, next.neighbour)))
     deletes.neigh.push({ op: "neigh-delete", neighbour: { linkIndex: o.linkIndex, ip: o.ip } });
   // A replace with the same MAC overwrote the old remote; deleting it as well is harmless (absent = done).
   if (old?.fdb !== undefined && !sameFdb(old.fdb, next?.fdb))
@@ -448,19 +426,62 @@ export function planPeerChange(
   return { adds, deletes };
 }
 
-/** A multiset of strings (kernel keys of applied entries; two peers may share one by misconfiguration). */
-class Counter {
-  private readonly m = new Map<string, number>();
-  add(k: string): void {
-    this.m.set(k, (this.m.get(k) ?? 0) + 1);
+/** The kernel identity of a deleted entry, as its deletion's notification names it. */
+function deletedKey(op: PlanOp): string | undefined {
+  switch (op.op) {
+    case "route-delete":
+      return ["r", routeKey(op.route)].join("|");
+    case "fdb-delete":
+      return ["f", op.fdb.linkIndex, lowerMac(op.fdb.mac), op.fdb.dst.toString()].join("|");
+    case "neigh-delete":
+      return ["n", op.neighbour.linkIndex, op.neighbour.ip.toString()].join("|");
+    default:
+      return undefined;
   }
-  remove(k: string): void {
-    const n = this.m.get(k) ?? 0;
-    if (n <= 1) this.m.delete(k);
-    else this.m.set(k, n - 1);
+}
+
+function deletedKeyOfEvent(ev: KernelEvent): string | undefined {
+  switch (ev.type) {
+    case "route-deleted":
+      return ["r", routeKey(ev.route)].join("|");
+    case "neigh-deleted":
+      if (ev.ip === undefined) return undefined;
+      if (ev.family !== "bridge") return ["n", ev.linkIndex, ev.ip.toString()].join("|");
+      return ev.mac === undefined
+        ? undefined
+        : ["f", ev.linkIndex, lowerMac(ev.mac), ev.ip.toString()].join("|");
+    default:
+      return undefined;
   }
-  has(k: string): boolean {
-    return this.m.has(k);
+}
+
+/**
+ * The entries this reconciler deleted itself, until their deletion's notification comes back: that echo
+ * needs no pass. Kept for two full passes (an echo whose delete found nothing never comes), so it holds
+ * only recent deletes, not an index of every applied entry.
+ */
+class OwnDeletes {
+  private current = new Map<string, number>();
+  private previous = new Map<string, number>();
+  add(op: PlanOp): void {
+    const k = deletedKey(op);
+    if (k !== undefined) this.current.set(k, (this.current.get(k) ?? 0) + 1);
+  }
+  /** Whether `k` is one of ours; consumes it. */
+  take(k: string): boolean {
+    for (const m of [this.current, this.previous]) {
+      const n = m.get(k);
+      if (n === undefined) continue;
+      if (n <= 1) m.delete(k);
+      else m.set(k, n - 1);
+      return true;
+    }
+    return false;
+  }
+  /** A full pass: what the pass before it deleted no longer waits for its echo. */
+  age(): void {
+    this.previous = this.current;
+    this.current = new Map();
   }
 }
 
@@ -477,10 +498,8 @@ export class Reconciler {
    * absent. Lease batches are planned against this instead of the kernel; every full pass brings it in line.
    */
   private readonly applied = new Map<string, DesiredPeer>();
-  /** Kernel keys of the applied entries, to tell a lost entry from one we removed ourselves. */
-  private readonly appliedRoutes = new Map<string, Route>();
-  private readonly appliedNeighs = new Counter();
-  private readonly appliedFdb = new Counter();
+  /** To tell an entry we removed ourselves from one lost. */
+  private readonly ownDeletes = new OwnDeletes();
   /** False until a full pass succeeded, and again after any failure: lease batches then run full passes. */
   private trusted = false;
   private retryDelayMs: number;
@@ -515,45 +534,18 @@ export class Reconciler {
   }
 
   private setApplied(key: string, peer: DesiredPeer | undefined): void {
-    const old = this.applied.get(key);
-    if (old !== undefined) {
-      // The keys of an applied peer were derived when it was applied (keysOf keeps them).
-      const k = keysOf(old);
-      if (k.neigh !== undefined) this.appliedNeighs.remove(k.neigh);
-      if (k.fdbEntry !== undefined) this.appliedFdb.remove(k.fdbEntry);
-      if (k.route !== undefined && this.appliedRoutes.get(k.route) === old.route)
-        this.appliedRoutes.delete(k.route);
-      this.applied.delete(key);
-    }
-    if (peer === undefined) return;
-    const keys = keysOf(peer);
-    this.applied.set(key, peer);
-    if (keys.neigh !== undefined) this.appliedNeighs.add(keys.neigh);
-    if (keys.fdbEntry !== undefined) this.appliedFdb.add(keys.fdbEntry);
-    if (keys.route !== undefined) this.appliedRoutes.set(keys.route, peer.route!);
+    if (peer === undefined) this.applied.delete(key);
+    else this.applied.set(key, peer);
   }
 
   /**
-   * Whether a kernel notification may mean that an entry we rely on is gone. Deletions of entries no
-   * applied peer has — most often our own deletes of departed peers, echoed back — need no pass.
+   * Whether a kernel notification may mean that an entry we rely on is gone. The echoes of our own deletes
+   * (departed peers, stale entries, undone adds) need no pass; any other deletion gets one.
    */
   private mayHaveLost(ev: KernelEvent): boolean {
     if (!this.trusted) return true;
-    switch (ev.type) {
-      case "route-deleted": {
-        const mine = this.appliedRoutes.get(routeKey(ev.route));
-        return mine !== undefined && routeMatches(mine, ev.route);
-      }
-      case "neigh-deleted":
-        if (ev.ip === undefined) return true;
-        if (ev.family === "bridge") {
-          if (ev.mac === undefined) return true;
-          return this.appliedFdb.has(`${fdbKey(ev.linkIndex, ev.mac)}|${ev.ip.toString()}`);
-        }
-        return this.appliedNeighs.has(neighKey(ev.linkIndex, ev.ip));
-      default:
-        return true;
-    }
+    const k = deletedKeyOfEvent(ev);
+    return k === undefined || !this.ownDeletes.take(k);
   }
 
   /**
@@ -606,6 +598,7 @@ export class Reconciler {
     for (const op of deletes) {
       const err = errs[i++];
       if (err === undefined) {
+        this.ownDeletes.add(op);
         if (deletesAreRepairs) {
           this.metrics?.countRepair("stale");
           this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
@@ -616,8 +609,8 @@ export class Reconciler {
       }
     }
     applyWrites(this.kernel, undo).forEach((err, j) => {
-      if (err !== undefined)
-        this.logger.error(`Failed to undo ${formatOp(undone[j]!)}: ${errorMessage(err)}`);
+      if (err === undefined) this.ownDeletes.add(undo[j]!);
+      else this.logger.error(`Failed to undo ${formatOp(undone[j]!)}: ${errorMessage(err)}`);
     });
     return failed;
   }
@@ -631,6 +624,7 @@ export class Reconciler {
       result.failures++;
     }
     if (!this.synced) return result;
+    this.ownDeletes.age();
 
     let desired: DesiredPeer[];
     let p: Plan;
@@ -670,13 +664,12 @@ export class Reconciler {
       }
     }
     const failedPeers = this.apply(p.adds, p.deletes, result, true);
-    // The applied state becomes exactly `desired` minus the failed peers. Targets hand back the same
-    // DesiredPeer object while a peer is unchanged, so a pass that finds the kernel right re-derives no keys.
+    // The applied state becomes exactly `desired` minus the failed peers.
     const next = new Set<string>();
     for (const d of desired) {
       if (failedPeers.has(d.key)) continue;
       next.add(d.key);
-      if (this.applied.get(d.key) !== d) this.setApplied(d.key, d);
+      this.setApplied(d.key, d);
     }
     for (const key of this.applied.keys()) if (!next.has(key)) this.setApplied(key, undefined);
     this.trusted = result.failures === 0;
