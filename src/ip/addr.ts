@@ -122,7 +122,12 @@ export class IpAddr {
   }
 
   toString(): string {
-    return (this.#text ??= this.family === 4 ? formatIPv4(this.value) : formatIPv6(this.value));
+    return (this.#text ??= this.format());
+  }
+
+  /** The text, made anew and not kept: for a text made once (a log line, a network's own text). */
+  format(): string {
+    return this.#text ?? (this.family === 4 ? formatIPv4(this.value) : formatIPv6(this.value));
   }
 
   toJSON(): string {

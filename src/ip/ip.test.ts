@@ -39,7 +39,10 @@ test("IPv6 parsing and RFC 5952 formatting as Go prints", () => {
     ["1:0:1:0:1:0:1:0", "1:0:1:0:1:0:1:0"],
     ["::ffff:1.2.3.4", "::ffff:102:304"],
   ];
-  for (const [input, want] of cases) assert.equal(IpAddr.parse(input).toString(), want, input);
+  for (const [input, want] of cases) {
+    assert.equal(IpAddr.parse(input).format(), want, input);
+    assert.equal(IpAddr.parse(input).toString(), want, input);
+  }
   for (const bad of ["1:::2", "1::2::3", "12345::", "1:2:3:4:5:6:7:8:9", "2001::-56", "20011::"]) {
     assert.equal(IpAddr.tryParse(bad), undefined, bad);
   }

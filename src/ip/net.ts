@@ -82,7 +82,7 @@ export class IpNet {
   }
 
   toString(): string {
-    return (this.#text ??= [this.ip.toString(), this.prefixLen].join("/"));
+    return (this.#text ??= [this.ip.format(), this.prefixLen].join("/"));
   }
 
   toJSON(): string {

@@ -230,7 +230,7 @@ export function describeLeaseEvent(e: LeaseEvent): string {
   return (
     `lease.Event{Type:${e.type}, Lease:lease.Lease{EnableIPv4:${l.enableIpv4}, EnableIPv6:${l.enableIpv6}, ` +
     `Subnet:${String(l.subnet ?? "<nil>")}, IPv6Subnet:${String(l.ipv6Subnet ?? "<nil>")}, ` +
-    `Attrs:{PublicIP:${a.publicIp.toString()}, PublicIPv6:${String(a.publicIpv6 ?? "<nil>")}, ` +
+    `Attrs:{PublicIP:${a.publicIp.format()}, PublicIPv6:${a.publicIpv6?.format() ?? "<nil>"}, ` +
     `BackendType:${JSON.stringify(a.backendType)}, BackendData:${a.backendData ?? "<nil>"}, ` +
     `BackendV6Data:${a.backendV6Data ?? "<nil>"}}, Asof:${l.asof}}}`
   );

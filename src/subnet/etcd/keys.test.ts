@@ -145,6 +145,11 @@ test("decodeLeaseAttrs: Go semantics (case-insensitive keys, last duplicate wins
   assert.equal(r.value.publicIpv6?.toString(), "fd00::2");
   assert.equal(r.value.backendType, "host-gw");
   assert.equal(r.value.backendData, '{"a" : "}"}');
+  // Data a lease does not carry is absent, not undefined (deepEqual and encodeLeaseAttrs tell them apart).
+  assert.deepEqual(Object.keys(r.value), ["publicIp", "publicIpv6", "backendType", "backendData"]);
+  const none = decodeLeaseAttrs('{"PublicIP":"1.2.3.4","BackendV6Data":{}}');
+  assert.ok(none.ok);
+  assert.deepEqual(Object.keys(none.value), ["publicIp", "publicIpv6", "backendType", "backendV6Data"]);
 });
 
 test("decodeLeaseAttrs keeps BackendData as written whatever JSON.stringify would make of it", () => {

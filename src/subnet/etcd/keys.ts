@@ -279,41 +279,69 @@ export function decodeLeaseAttrs(text: string): DecodeResult<LeaseAttrs> {
   if (members === undefined) {
     return { ok: false, error: `lease value is not a JSON object: ${JSON.stringify(text.slice(0, 200))}` };
   }
-  const attrs: LeaseAttrs = { publicIp: IpAddr.zero(4), publicIpv6: null, backendType: "" };
+  let publicIp: IpAddr | undefined;
+  let publicIpv6: IpAddr | null = null;
+  let backendType = "";
+  let backendData: string | undefined;
+  let backendV6Data: string | undefined;
   for (const [key, raw] of members) {
     switch (key.toLowerCase()) {
       case "publicip": {
         const ip = decodeIp(raw, 4, "PublicIP");
         if (typeof ip === "string") return { ok: false, error: ip };
-        attrs.publicIp = ip;
+        publicIp = ip;
         break;
       }
       case "publicipv6": {
         if (raw === "null") {
-          attrs.publicIpv6 = null;
+          publicIpv6 = null;
           break;
         }
         const ip = decodeIp(raw, 6, "PublicIPv6");
         if (typeof ip === "string") return { ok: false, error: ip };
-        attrs.publicIpv6 = ip;
+        publicIpv6 = ip;
         break;
       }
       case "backendtype": {
         const v: unknown = JSON.parse(raw);
         if (v === null) break; // Go leaves a string field alone on null
         if (typeof v !== "string") return { ok: false, error: `invalid BackendType in lease: ${raw}` };
-        attrs.backendType = v;
+        backendType = v;
         break;
       }
       case "backenddata":
-        attrs.backendData = ownString(raw);
+        backendData = ownString(raw);
         break;
       case "backendv6data":
-        attrs.backendV6Data = ownString(raw);
+        backendV6Data = ownString(raw);
         break;
       default:
         break; // unknown fields are ignored, as Go does
     }
   }
-  return { ok: true, value: attrs };
+  return {
+    ok: true,
+    value: leaseAttrs(publicIp ?? IpAddr.zero(4), publicIpv6, backendType, backendData, backendV6Data),
+  };
+}
+
+/**
+ * LeaseAttrs as one literal per set of fields present: an object that grows a field after it is made keeps
+ * it outside itself (a property array: ~40 bytes more per lease at 10,000). Absent data stays absent.
+ */
+function leaseAttrs(
+  publicIp: IpAddr,
+  publicIpv6: IpAddr | null,
+  backendType: string,
+  backendData: string | undefined,
+  backendV6Data: string | undefined,
+): LeaseAttrs {
+  if (backendV6Data !== undefined) {
+    return backendData === undefined
+      ? { publicIp, publicIpv6, backendType, backendV6Data }
+      : { publicIp, publicIpv6, backendType, backendData, backendV6Data };
+  }
+  return backendData === undefined
+    ? { publicIp, publicIpv6, backendType }
+    : { publicIp, publicIpv6, backendType, backendData };
 }
