@@ -77,6 +77,37 @@ test("several messages in one datagram; a truncated tail is ignored; errors deco
   assert.equal(nl.decodeError(msgs[0]!.body), 17);
 });
 
+test("MsgCursor walks the messages of one dump in place, as decodeMsgs splits them", () => {
+  const body = (n: number): Buffer => Buffer.from([n, n, n, n]);
+  const msg = (type: number, seq: number, b: Buffer): Buffer =>
+    nl.encodeMsg({ type, flags: 2, seq, body: b });
+  const datagrams = [
+    Buffer.concat([msg(24, 7, body(1)), msg(24, 8, body(9)), msg(24, 7, Buffer.alloc(6, 2))]),
+    Buffer.concat([
+      msg(nl.NLMSG_ERROR, 7, Buffer.alloc(4)),
+      msg(26, 7, body(3)),
+      msg(nl.NLMSG_DONE, 7, body(0)),
+    ]),
+    Buffer.alloc(0),
+    Buffer.concat([msg(24, 7, body(4)), Buffer.from([0xff, 0, 0, 0, 1])]), // a truncated tail
+  ];
+  const c = new nl.MsgCursor(datagrams, 7);
+  const seen: [number, string][] = [];
+  while (c.next()) seen.push([c.type, c.buf.subarray(c.body, c.end).toString("hex")]);
+  const want = datagrams
+    .flatMap((d) => nl.decodeMsgs(d))
+    .filter((m) => m.seq === 7 && m.type !== nl.NLMSG_DONE && m.type !== nl.NLMSG_ERROR)
+    .map((m): [number, string] => [m.type, m.body.toString("hex")]);
+  assert.deepEqual(seen, want);
+  assert.deepEqual(seen, [
+    [24, "01010101"],
+    [24, "020202020202"],
+    [26, "03030303"],
+    [24, "04040404"],
+  ]);
+  assert.equal(c.next(), false, "and it stays at the end");
+});
+
 test("findAttr finds an attribute's data without decoding the others", () => {
   const body = Buffer.concat([
     Buffer.alloc(12),
@@ -168,6 +199,14 @@ test("AttrIndex: the first attribute of each type, as decodeAttrs and attrMap se
   assert.equal(a.length(nl.RTA_PRIORITY), -1);
   assert.equal(a.length(nl.RTA_DST), -1);
   assert.equal(a.bytes(nl.RTA_TABLE), undefined);
+
+  // A message inside a bigger buffer: the walk stops at its end, not at the buffer's.
+  const both = Buffer.concat([second, nl.encodeAttrs([nl.u32(nl.RTA_TABLE, 42)])]);
+  a.scan(both, 12, second.length);
+  assert.equal(a.u32(nl.RTA_PRIORITY), 5);
+  assert.equal(a.length(nl.RTA_TABLE), -1, "what follows the message is not read");
+  a.scan(both, 12);
+  assert.equal(a.u32(nl.RTA_TABLE), 42);
 });
 
 test("AttrIndex.mac reads a six-byte attribute in place, as bytesToMac reads its bytes", () => {

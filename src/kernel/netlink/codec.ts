@@ -230,14 +230,14 @@ export class AttrIndex {
   private readonly seen = new Uint32Array(ATTR_INDEX_TYPES);
   private gen = 0;
 
-  /** Indexes the attributes of `buf` from offset `start` on. */
-  scan(buf: Buffer, start: number): this {
+  /** Indexes the attributes of `buf` from offset `start` to `end` (a message inside a datagram). */
+  scan(buf: Buffer, start: number, end = buf.length): this {
     this.gen = (this.gen + 1) >>> 0 || 1;
     this.buf = buf;
     let off = start;
-    while (off + 4 <= buf.length) {
+    while (off + 4 <= end) {
       const len = buf.readUInt16LE(off);
-      if (len < 4 || off + len > buf.length) break;
+      if (len < 4 || off + len > end) break;
       const type = buf.readUInt16LE(off + 2) & 0x3fff;
       if (type < ATTR_INDEX_TYPES && this.seen[type] !== this.gen) {
         this.seen[type] = this.gen;
@@ -332,6 +332,45 @@ export function decodeMsgs(buf: Buffer): NlMsg[] {
     off += align4(len);
   }
   return out;
+}
+
+/**
+ * Walks the messages of datagrams in place: `next()` moves to the next message of sequence `seq` (other than
+ * NLMSG_DONE and NLMSG_ERROR), whose type is `type` and whose body is `buf` from `body` to `end`. One cursor
+ * serves a whole dump: no object or Buffer view per message.
+ */
+export class MsgCursor {
+  buf: Buffer = Buffer.alloc(0);
+  type = 0;
+  body = 0;
+  end = 0;
+  private d = 0;
+  private off = 0;
+
+  constructor(
+    private readonly datagrams: readonly Buffer[],
+    private readonly seq: number,
+  ) {}
+
+  next(): boolean {
+    for (; this.d < this.datagrams.length; this.d++, this.off = 0) {
+      const b = this.datagrams[this.d]!;
+      while (this.off + NLMSG_HDRLEN <= b.length) {
+        const at = this.off;
+        const len = b.readUInt32LE(at);
+        if (len < NLMSG_HDRLEN || at + len > b.length) break;
+        this.off = at + align4(len);
+        const type = b.readUInt16LE(at + 4);
+        if (b.readUInt32LE(at + 8) !== this.seq || type === NLMSG_DONE || type === NLMSG_ERROR) continue;
+        this.buf = b;
+        this.type = type;
+        this.body = at + NLMSG_HDRLEN;
+        this.end = at + len;
+        return true;
+      }
+    }
+    return false;
+  }
 }
 
 /** NLMSG_ERROR payload: 0 is an ACK, otherwise a positive errno number. */

@@ -155,21 +155,21 @@ const ROUTE_TYPES: ReadonlySet<string> = new Set([
 ]);
 
 /** Parses an RTM_NEWROUTE/RTM_DELROUTE body; undefined for families other than IPv4/IPv6. */
-export function parseRoute(body: Buffer): Route | undefined {
+export function parseRoute(buf: Buffer, at = 0, end = buf.length): Route | undefined {
   // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags (u32)
-  const flags = body.readUInt32LE(8);
-  const family = familyOf(body.readUInt8(0));
+  const flags = buf.readUInt32LE(at + 8);
+  const family = familyOf(buf.readUInt8(at));
   if (!family) return undefined;
-  const dstLen = body.readUInt8(1);
-  const a = attrs.scan(body, 12);
-  const name = nl.RTN_NAMES[body.readUInt8(7)] ?? "other";
+  const dstLen = buf.readUInt8(at + 1);
+  const a = attrs.scan(buf, at + 12, end);
+  const name = nl.RTN_NAMES[buf.readUInt8(at + 7)] ?? "other";
   const r: Route = {
     family,
     dst: dstLen === 0 ? null : IpNet.of(ipAt(a, nl.RTA_DST) ?? IpAddr.zero(family), dstLen),
-    table: a.u32(nl.RTA_TABLE) ?? body.readUInt8(4),
+    table: a.u32(nl.RTA_TABLE) ?? buf.readUInt8(at + 4),
     type: (ROUTE_TYPES.has(name) ? name : "other") as RouteType,
-    scope: body.readUInt8(6),
-    protocol: body.readUInt8(5),
+    scope: buf.readUInt8(at + 6),
+    protocol: buf.readUInt8(at + 5),
     metric: a.u32(nl.RTA_PRIORITY) ?? 0,
   };
   const gw = ipAt(a, nl.RTA_GATEWAY);
@@ -824,10 +824,12 @@ export class NetlinkKernel implements Kernel {
     const table = opts.table ?? RT_TABLE_MAIN;
     const body = nl.encodeRtRequest(afOf(opts.family));
     let byId: Map<number, ListedNexthop> | undefined;
-    for (const m of this.sock.dumpEach(nl.RTM_GETROUTE, body, "list routes")) {
-      if (m.type !== nl.RTM_NEWROUTE) continue;
-      if (m.body.length >= 12 && m.body.readUInt32LE(8) & nl.RTM_F_CLONED) continue; // cache entries
-      const r = parseRoute(m.body);
+    // In place: a listing of 10,000 routes makes no message object or Buffer view per route.
+    const c = this.sock.dumpCursor(nl.RTM_GETROUTE, body, "list routes");
+    while (c.next()) {
+      if (c.type !== nl.RTM_NEWROUTE || c.end - c.body < 12) continue;
+      if (c.buf.readUInt32LE(c.body + 8) & nl.RTM_F_CLONED) continue; // cache entries
+      const r = parseRoute(c.buf, c.body, c.end);
       if (!r || r.family !== opts.family || r.table !== table) continue;
       if (r.nhId !== undefined && r.gw === undefined && r.linkIndex === undefined) {
         byId ??= new Map(this.listNexthops().map((n) => [n.id, n]));
@@ -917,35 +919,60 @@ export class NetlinkKernel implements Kernel {
    * The bodies (struct ndmsg, then attributes) of an RTM_GETNEIGH dump of address family `af`, on link
    * `linkIndex` when given: neighbours, or FDB entries with AF_BRIDGE.
    */
-  private *eachNdMsg(
+  /**
+   * A cursor over an RTM_GETNEIGH dump of address family `af`, on link `linkIndex` when given: neighbours,
+   * or FDB entries with AF_BRIDGE. `next()` stops at each such message only; read it in place, as
+   * `eachNeighbour` does.
+   */
+  private ndCursor(
     af: number,
     linkIndex: number | undefined,
     op: string,
-  ): Generator<Buffer, void, undefined> {
+  ): { next(): boolean; c: nl.MsgCursor } {
     const body = nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 });
-    for (const m of this.sock.dumpEach(nl.RTM_GETNEIGH, body, op)) {
-      // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
-      if (m.type !== nl.RTM_NEWNEIGH || m.body.readUInt8(0) !== af) continue;
-      if (linkIndex === undefined || m.body.readInt32LE(4) === linkIndex) yield m.body;
-    }
+    const c = this.sock.dumpCursor(nl.RTM_GETNEIGH, body, op);
+    return {
+      c,
+      next: () => {
+        while (c.next()) {
+          // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
+          if (c.type !== nl.RTM_NEWNEIGH || c.end - c.body < 12 || c.buf.readUInt8(c.body) !== af) continue;
+          if (linkIndex === undefined || c.buf.readInt32LE(c.body + 4) === linkIndex) return true;
+        }
+        return false;
+      },
+    };
   }
 
   private *eachNeighbour(opts: {
     linkIndex?: number;
     family: Family;
   }): Generator<Neighbour, void, undefined> {
-    for (const b of this.eachNdMsg(afOf(opts.family), opts.linkIndex, "list neighbours")) {
-      const a = attrs.scan(b, 12);
+    const nd = this.ndCursor(afOf(opts.family), opts.linkIndex, "list neighbours");
+    const { c } = nd;
+    while (nd.next()) {
+      const a = attrs.scan(c.buf, c.body + 12, c.end);
       const ip = ipAt(a, nl.NDA_DST);
       if (!ip) continue;
-      yield { linkIndex: b.readInt32LE(4), ip, mac: a.mac(nl.NDA_LLADDR), state: b.readUInt16LE(8) };
+      yield {
+        linkIndex: c.buf.readInt32LE(c.body + 4),
+        ip,
+        mac: a.mac(nl.NDA_LLADDR),
+        state: c.buf.readUInt16LE(c.body + 8),
+      };
     }
   }
 
   private *eachFdb(opts: { linkIndex?: number }): Generator<FdbEntry, void, undefined> {
-    for (const b of this.eachNdMsg(nl.AF_BRIDGE, opts.linkIndex, "list fdb")) {
-      const a = attrs.scan(b, 12);
-      yield { linkIndex: b.readInt32LE(4), mac: a.mac(nl.NDA_LLADDR), dst: ipAt(a, nl.NDA_DST) ?? null };
+    const nd = this.ndCursor(nl.AF_BRIDGE, opts.linkIndex, "list fdb");
+    const { c } = nd;
+    while (nd.next()) {
+      const a = attrs.scan(c.buf, c.body + 12, c.end);
+      yield {
+        linkIndex: c.buf.readInt32LE(c.body + 4),
+        mac: a.mac(nl.NDA_LLADDR),
+        dst: ipAt(a, nl.NDA_DST) ?? null,
+      };
     }
   }
 

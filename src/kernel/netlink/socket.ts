@@ -33,6 +33,7 @@ import {
   NLM_F_DUMP,
   NLM_F_REQUEST,
   NLMSG_HDRLEN,
+  MsgCursor,
   decodeError,
   decodeMsgs,
   encodeMsg,
@@ -475,12 +476,23 @@ export class NetlinkSocket {
    * here. A pass over tens of thousands of entries then holds no object per entry beyond the one in hand.
    */
   *dumpEach(type: number, body: Buffer, op: string): Generator<NlMsg, void, undefined> {
-    const { seq, datagrams } = this.dumpDatagrams(type, body, op);
-    for (const d of datagrams) {
-      for (const m of decodeMsgs(d)) {
-        if (m.seq === seq && m.type !== NLMSG_DONE && m.type !== NLMSG_ERROR) yield m;
-      }
+    const c = this.dumpCursor(type, body, op);
+    while (c.next()) {
+      const h = c.body - NLMSG_HDRLEN;
+      yield {
+        type: c.type,
+        flags: c.buf.readUInt16LE(h + 6),
+        seq: c.buf.readUInt32LE(h + 8),
+        pid: c.buf.readUInt32LE(h + 12),
+        body: c.buf.subarray(c.body, c.end),
+      };
     }
+  }
+
+  /** `dump` as a cursor over its messages in place, for listings of tens of thousands of entries. */
+  dumpCursor(type: number, body: Buffer, op: string): MsgCursor {
+    const { seq, datagrams } = this.dumpDatagrams(type, body, op);
+    return new MsgCursor(datagrams, seq);
   }
 
   /** Reads one dump to its NLMSG_DONE (retried up to three times when interrupted); its datagrams, copied. */
