@@ -190,7 +190,7 @@ test("planPeerChange: a new peer, a changed MAC, a moved route and a removed pee
 });
 
 /** A vxlan-like network on a FakeKernel, driven through Reconciler.run with a hand-fed lease stream. */
-function rigOf(opts: { checkMs?: number } = {}) {
+function rigOf(opts: { checkMs?: number; retryMs?: number } = {}) {
   const kernel = new FakeKernel();
   kernel.addHost({ addr: "192.168.0.1/24", gateway: "192.168.0.254" });
   const eth0 = kernel.links.get("eth0")!;
@@ -263,7 +263,7 @@ function rigOf(opts: { checkMs?: number } = {}) {
     kernel,
     logger: log,
     checkMs: opts.checkMs ?? 60_000,
-    retryMs: 10,
+    retryMs: opts.retryMs ?? 10,
     metrics,
     onFirstPass: () => void firstPasses.push(dumps.n),
   });
@@ -391,6 +391,29 @@ test("a failed incremental write undoes the peer, and the retry is a full pass t
       "the retry to add the route",
     );
     assert.ok(rig.dumps.n >= 2);
+  } finally {
+    await rig.stop();
+  }
+});
+
+test("a full pass forgets the applied state of a peer that went away, so its return is written again", async () => {
+  // No retry timer: the batch after the failure is what runs the full pass.
+  const rig = rigOf({ retryMs: 60_000 });
+  const routeTo = (n: number): boolean =>
+    rig.kernel.routes.list({ family: 4 }).some((r) => r.dst?.toString() === `10.244.${n}.0/24`);
+  try {
+    await rig.push(2, 3);
+    rig.kernel.fail("routes.replace", "EPERM");
+    await rig.push(4);
+    assert.equal(routeTo(4), false);
+    const passes = rig.dumps.n;
+    await rig.push(-3); // a full pass: peer 3 is stale there, and peer 4 gets its route
+    assert.equal(rig.dumps.n, passes + 1);
+    assert.equal(routeTo(3), false);
+    assert.equal(routeTo(4), true);
+    await rig.push(3); // planned against the applied state, which must not remember peer 3
+    assert.equal(rig.dumps.n, passes + 1, "the return was applied without a full pass");
+    assert.equal(routeTo(3), true, rig.kernel.log.join("\n"));
   } finally {
     await rig.stop();
   }

@@ -94,7 +94,16 @@ const routeKey = (r: Route): string =>
 const neighSlot = (linkIndex: number, ip: IpAddr): number => linkIndex * 2 + (ip.family === 6 ? 1 : 0);
 const sameNeighKey = (a: { linkIndex: number; ip: IpAddr }, b: { linkIndex: number; ip: IpAddr }): boolean =>
   a.linkIndex === b.linkIndex && a.ip.equals(b.ip);
-const lowerMac = (mac: string): string => mac.toLowerCase();
+// toLowerCase makes a new string even when nothing changes; listed MACs are lower-case already.
+const UPPER_HEX = /[A-F]/;
+const lowerMac = (mac: string): string => (UPPER_HEX.test(mac) ? mac.toLowerCase() : mac);
+/**
+ * A route's table, family and prefix length as one number, for `BySlot` (its destination's value is the
+ * inner key): a listed route is then looked up without formatting its destination.
+ */
+const routeSlot = (r: Route): number =>
+  ((r.table ?? RT_TABLE_MAIN) * 256 + (r.dst?.prefixLen ?? 0)) * 2 + (r.family === 6 ? 1 : 0);
+const routeValue = (r: Route): bigint => r.dst?.ip.value ?? 0n;
 
 /** Maps indexed by device first: `get(slot)` then by address value or MAC. */
 class BySlot<K, V> {
@@ -168,7 +177,7 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
   const wants: Want[] = [];
   const neighs = new BySlot<bigint, Want>();
   const fdbs = new BySlot<string, Want>();
-  const routes = new Map<string, Want>();
+  const routes = new BySlot<bigint, Want>();
   for (const peer of desired) {
     const w: Want = {
       peer,
@@ -186,7 +195,7 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
     const { neighbour: n, fdb: f, route: r } = peer;
     if (n !== undefined) chain(neighs.inner(neighSlot(n.linkIndex, n.ip)), n.ip.value, w, "nextNeigh");
     if (f !== undefined) chain(fdbs.inner(f.linkIndex), lowerMac(f.mac), w, "nextFdb");
-    if (r !== undefined) chain(routes, routeKey(r), w, "nextRoute");
+    if (r !== undefined) chain(routes.inner(routeSlot(r)), routeValue(r), w, "nextRoute");
   }
 
   // Stale entries (keys no desired peer has), in listing order.
@@ -218,7 +227,7 @@ export function plan(desired: readonly DesiredPeer[], actual: ActualState): Plan
     }
   }
   for (const a of actual.routes) {
-    let w = routes.get(routeKey(a));
+    let w = routes.get(routeSlot(a), routeValue(a));
     if (w === undefined) {
       stale.route.push({ op: "route-delete", route: a });
       continue;
@@ -316,7 +325,7 @@ export interface ReconcileTarget {
    * Throws when that is not possible now (the reconciler retries with backoff).
    */
   ensureDevices(): void;
-  /** Every peer's entries, with the current device indexes. */
+  /** Every peer's entries, with the current device indexes; each DesiredPeer.key once. */
   desired(): DesiredPeer[];
   /**
    * The entries of the peers named (DesiredPeer.key) that are still wanted; keys of peers no longer wanted
@@ -664,14 +673,23 @@ export class Reconciler {
       }
     }
     const failedPeers = this.apply(p.adds, p.deletes, result, true);
-    // The applied state becomes exactly `desired` minus the failed peers.
-    const next = new Set<string>();
+    // The applied state becomes exactly `desired` minus the failed peers. Keys are unique, so when as many
+    // are applied as were kept, none is left over: the set of kept keys (10,000 entries) is made only when
+    // peers went away.
+    let kept = 0;
     for (const d of desired) {
       if (failedPeers.has(d.key)) continue;
-      next.add(d.key);
+      kept++;
       this.setApplied(d.key, d);
     }
-    for (const key of this.applied.keys()) if (!next.has(key)) this.setApplied(key, undefined);
+    if (this.applied.size !== kept) {
+      const next = new Set<string>();
+      for (const d of desired) if (!failedPeers.has(d.key)) next.add(d.key);
+      // forEach, not for-of: no iterator result per entry. Deleting the entry being visited is allowed.
+      this.applied.forEach((_, key) => {
+        if (!next.has(key)) this.applied.delete(key);
+      });
+    }
     this.trusted = result.failures === 0;
     return result;
   }

@@ -17,7 +17,9 @@ export class IpNet {
     if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > ip.bits) {
       throw new RangeError(`Prefix length ${prefixLen} is out of range for IPv${ip.family}`);
     }
-    return new IpNet(IpAddr.of(ip.family, ip.value & maskOf(ip.family, prefixLen)), prefixLen);
+    const v = ip.value & maskOf(ip.family, prefixLen);
+    // IpAddr is immutable: an address that is already the network's (a listed route's) is kept.
+    return new IpNet(v === ip.value ? ip : IpAddr.of(ip.family, v), prefixLen);
   }
 
   /** Parses "a.b.c.d/n" or "x::/n"; returns undefined when the text is not a CIDR. */
