@@ -36,7 +36,14 @@ import type { Logger } from "../../log/logger.ts";
 import { isAbort } from "../../util/sleep.ts";
 import type { NetworkConfig } from "../../config/network-config.ts";
 import type { Backend, BackendDeps, Network } from "../backend.ts";
-import { Reconciler, type ActualState, type DesiredPeer, type ReconcileTarget } from "../reconcile.ts";
+import {
+  Reconciler,
+  type ActualState,
+  type DesiredFdb,
+  type DesiredNeighbour,
+  type DesiredPeer,
+  type ReconcileTarget,
+} from "../reconcile.ts";
 import { describeVxlanConfig, decodeVxlanConfig, VXLAN_OVERHEAD, type VxlanConfig } from "./config.ts";
 import { configureVxlanDevice, ensureVxlanLink, randomMac, vxlanLinkIncompat } from "./device.ts";
 
@@ -83,6 +90,45 @@ interface Peer {
 }
 
 const vtepOf = (peer: Peer, f: Family): RemoteVtep | undefined => (f === 4 ? peer.v4 : peer.v6);
+
+/**
+ * A peer's entries on the vxlan device: the DesiredPeer is also its neighbour (the peer's VTEP address, the
+ * subnet's first address, at its MAC) and its route (the subnet via that address, onlink). One object with
+ * the rest on its prototype instead of four: ~110 bytes less per peer, 1 MB at 10,000. Never mutated; a
+ * changed lease or device gets a new one.
+ */
+class OverlayEntries implements DesiredPeer, DesiredNeighbour, Route {
+  constructor(
+    readonly key: string,
+    readonly family: Family,
+    readonly linkIndex: number,
+    readonly dst: IpNet,
+    readonly mac: string,
+    readonly fdb: DesiredFdb,
+  ) {}
+  get neighbour(): DesiredNeighbour {
+    return this;
+  }
+  get route(): Route {
+    return this;
+  }
+  get ip(): IpAddr {
+    return this.dst.ip;
+  }
+  get gw(): IpAddr {
+    return this.dst.ip;
+  }
+  get onlink(): boolean {
+    return true;
+  }
+  get scope(): number {
+    return RT_SCOPE_UNIVERSE;
+  }
+  /** One route per peer on flannel.<VNI>: through a nexthop object each (IPv4), see Route.nexthop. */
+  get nexthop(): boolean {
+    return true;
+  }
+}
 
 /** Device name per family: flannel.<VNI> and flannel-v6.<VNI>. */
 export function vxlanDeviceName(family: Family, vni: number): string {
@@ -335,21 +381,11 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   private buildEntries(r: RemoteVtep, v: Vtep): DesiredPeer {
     const key = r.subnet.toString();
     if (r.direct) return { key, route: { family: v.family, dst: r.subnet, gw: r.publicIp } };
-    return {
-      key,
-      neighbour: { linkIndex: v.index, ip: r.subnet.ip, mac: r.mac },
-      fdb: { linkIndex: v.index, mac: r.mac, dst: r.publicIp },
-      route: {
-        family: v.family,
-        dst: r.subnet,
-        gw: r.subnet.ip,
-        linkIndex: v.index,
-        onlink: true,
-        scope: RT_SCOPE_UNIVERSE,
-        // One route per peer on flannel.<VNI>: through a nexthop object each (IPv4), see Route.nexthop.
-        nexthop: true,
-      },
-    };
+    return new OverlayEntries(key, v.family, v.index, r.subnet, r.mac, {
+      linkIndex: v.index,
+      mac: r.mac,
+      dst: r.publicIp,
+    });
   }
 
   /** The entries of the peer indexed under subnet key `k`, on the device of the key's family. */
@@ -362,10 +398,11 @@ export class VxlanNetwork implements Network, ReconcileTarget {
 
   desired(): DesiredPeer[] {
     const out: DesiredPeer[] = [];
-    for (const [k, peer] of this.bySubnet) {
+    // forEach, not for-of over entries: no [key, value] pair per peer every pass.
+    this.bySubnet.forEach((peer, k) => {
       const d = this.entriesAt(k, peer);
       if (d !== undefined) out.push(d);
-    }
+    });
     return out;
   }
 
