@@ -467,7 +467,9 @@ function deletedKeyOfEvent(ev: KernelEvent): string | undefined {
 /**
  * The entries this reconciler deleted itself, until their deletion's notification comes back: that echo
  * needs no pass. Kept for two full passes (an echo whose delete found nothing never comes), so it holds
- * only recent deletes, not an index of every applied entry.
+ * only recent deletes, not an index of every applied entry. Used only with a kernel that reports our own
+ * deletions (`KernelEvents.ownDeletesReported`); the netlink kernel drops them, so every deletion that
+ * reaches us there is someone else's.
  */
 class OwnDeletes {
   private current = new Map<string, number>();
@@ -508,7 +510,7 @@ export class Reconciler {
    */
   private readonly applied = new Map<string, DesiredPeer>();
   /** To tell an entry we removed ourselves from one lost. */
-  private readonly ownDeletes = new OwnDeletes();
+  private readonly ownDeletes: OwnDeletes | undefined;
   /** False until a full pass succeeded, and again after any failure: lease batches then run full passes. */
   private trusted = false;
   private retryDelayMs: number;
@@ -526,6 +528,7 @@ export class Reconciler {
     this.checkMs = opts.checkMs ?? 10_000;
     this.retryMs = opts.retryMs ?? 1000;
     this.retryDelayMs = this.retryMs;
+    this.ownDeletes = opts.kernel.events.ownDeletesReported === true ? new OwnDeletes() : undefined;
   }
 
   /** One full reconcile pass. Never throws: failures are logged and counted, the next pass retries. */
@@ -554,7 +557,7 @@ export class Reconciler {
   private mayHaveLost(ev: KernelEvent): boolean {
     if (!this.trusted) return true;
     const k = deletedKeyOfEvent(ev);
-    return k === undefined || !this.ownDeletes.take(k);
+    return k === undefined || this.ownDeletes?.take(k) !== true;
   }
 
   /**
@@ -607,7 +610,7 @@ export class Reconciler {
     for (const op of deletes) {
       const err = errs[i++];
       if (err === undefined) {
-        this.ownDeletes.add(op);
+        this.ownDeletes?.add(op);
         if (deletesAreRepairs) {
           this.metrics?.countRepair("stale");
           this.logger.v(1)?.info(`Removed stale entry: ${formatOp(op)}`);
@@ -618,7 +621,7 @@ export class Reconciler {
       }
     }
     applyWrites(this.kernel, undo).forEach((err, j) => {
-      if (err === undefined) this.ownDeletes.add(undo[j]!);
+      if (err === undefined) this.ownDeletes?.add(undo[j]!);
       else this.logger.error(`Failed to undo ${formatOp(undone[j]!)}: ${errorMessage(err)}`);
     });
     return failed;
@@ -633,7 +636,7 @@ export class Reconciler {
       result.failures++;
     }
     if (!this.synced) return result;
-    this.ownDeletes.age();
+    this.ownDeletes?.age();
 
     let desired: DesiredPeer[];
     let p: Plan;

@@ -171,6 +171,8 @@ export class FakeKernel implements Kernel {
     this.sysctl = this.makeSysctl();
     this.wireguard = this.makeWireguard();
     this.events = {
+      // Tests delete "by hand" through this same fake: it cannot tell whose a deletion is.
+      ownDeletesReported: true,
       subscribe: (onEvent, signal) => {
         if (signal.aborted) return;
         const sub = { onEvent, signal };

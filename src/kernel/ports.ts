@@ -253,6 +253,11 @@ export interface KernelEvents {
    * its own requests; the fake reports every deletion): a listener must not wait for its own deletes.
    */
   subscribe(onEvent: (ev: KernelEvent) => void, signal: AbortSignal): void;
+  /**
+   * True when deletions made through this Kernel are reported like anyone else's (the fake). The netlink
+   * kernel drops those echoes, so a listener that would recognise its own deletes need not remember them.
+   */
+  readonly ownDeletesReported?: boolean;
 }
 
 /** A TUN device held open by this process: the device exists exactly as long as `fd` is open. */
