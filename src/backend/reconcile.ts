@@ -82,10 +82,11 @@ export interface Plan {
   deletes: PlanOp[];
 }
 
-// Kernel identities. A main-table route is keyed by its destination's own text (IpNet keeps it). Neighbours
-// and FDB entries are found per device by the address's value or the MAC's text, which the entries already
-// hold: nothing is formatted or kept per peer to index them (four key strings and a key object per peer were
-// ~0.2 KB per lease at 10,000).
+// Kernel identities. `plan` finds neighbours and FDB entries per device by the address's value or the MAC's
+// text, and routes per table, family and prefix length by the destination's value: values the entries already
+// hold, so nothing is formatted or kept per peer to index them (four key strings and a key object per peer were
+// ~0.2 KB per lease at 10,000), nor per listed entry. `routeKey` (a main-table route by its destination's own
+// text, which IpNet keeps) compares two routes' identities and names a deletion.
 const routeKey = (r: Route): string =>
   (r.table ?? RT_TABLE_MAIN) === RT_TABLE_MAIN
     ? (r.dst?.toString() ?? "default")
@@ -105,7 +106,7 @@ const routeSlot = (r: Route): number =>
   ((r.table ?? RT_TABLE_MAIN) * 256 + (r.dst?.prefixLen ?? 0)) * 2 + (r.family === 6 ? 1 : 0);
 const routeValue = (r: Route): bigint => r.dst?.ip.value ?? 0n;
 
-/** Maps indexed by device first: `get(slot)` then by address value or MAC. */
+/** Two-level maps: by a number first (a device, or a route's table, family and prefix length), then by key. */
 class BySlot<K, V> {
   private readonly m = new Map<number, Map<K, V>>();
   get(slot: number, k: K): V | undefined {

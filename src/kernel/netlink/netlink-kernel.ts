@@ -916,10 +916,6 @@ export class NetlinkKernel implements Kernel {
   }
 
   /**
-   * The bodies (struct ndmsg, then attributes) of an RTM_GETNEIGH dump of address family `af`, on link
-   * `linkIndex` when given: neighbours, or FDB entries with AF_BRIDGE.
-   */
-  /**
    * A cursor over an RTM_GETNEIGH dump of address family `af`, on link `linkIndex` when given: neighbours,
    * or FDB entries with AF_BRIDGE. `next()` stops at each such message only; read it in place, as
    * `eachNeighbour` does.
