@@ -265,7 +265,6 @@ function decodeIp(raw: string, family: 4 | 6, field: string): IpAddr | string {
   return ip;
 }
 
-/** Decodes an etcd lease value; never throws (a malformed value is an error result that names it). */
 /**
  * A copy of `s` that does not share memory with the text it was cut from. `raw` is a slice of the whole
  * lease JSON, and V8 keeps a slice's parent string alive: every lease kept its full value text.
@@ -274,6 +273,7 @@ function ownString(s: string): string {
   return JSON.parse(JSON.stringify(s)) as string;
 }
 
+/** Decodes an etcd lease value; never throws (a malformed value is an error result that names it). */
 export function decodeLeaseAttrs(text: string): DecodeResult<LeaseAttrs> {
   const members = rawObjectMembers(text);
   if (members === undefined) {
