@@ -436,15 +436,20 @@ export function planPeerChange(
   return { adds, deletes };
 }
 
-/** The kernel identity of a deleted entry, as its deletion's notification names it. */
+// The identity of a deleted entry, the same whether made from our delete or from its notification.
+const deletedRouteKey = (r: Route): string => ["r", routeKey(r)].join("|");
+const deletedNeighKey = (linkIndex: number, ip: IpAddr): string => ["n", linkIndex, ip.toString()].join("|");
+const deletedFdbKey = (linkIndex: number, mac: string, dst: IpAddr): string =>
+  ["f", linkIndex, lowerMac(mac), dst.toString()].join("|");
+
 function deletedKey(op: PlanOp): string | undefined {
   switch (op.op) {
     case "route-delete":
-      return ["r", routeKey(op.route)].join("|");
+      return deletedRouteKey(op.route);
     case "fdb-delete":
-      return ["f", op.fdb.linkIndex, lowerMac(op.fdb.mac), op.fdb.dst.toString()].join("|");
+      return deletedFdbKey(op.fdb.linkIndex, op.fdb.mac, op.fdb.dst);
     case "neigh-delete":
-      return ["n", op.neighbour.linkIndex, op.neighbour.ip.toString()].join("|");
+      return deletedNeighKey(op.neighbour.linkIndex, op.neighbour.ip);
     default:
       return undefined;
   }
@@ -453,13 +458,11 @@ function deletedKey(op: PlanOp): string | undefined {
 function deletedKeyOfEvent(ev: KernelEvent): string | undefined {
   switch (ev.type) {
     case "route-deleted":
-      return ["r", routeKey(ev.route)].join("|");
+      return deletedRouteKey(ev.route);
     case "neigh-deleted":
       if (ev.ip === undefined) return undefined;
-      if (ev.family !== "bridge") return ["n", ev.linkIndex, ev.ip.toString()].join("|");
-      return ev.mac === undefined
-        ? undefined
-        : ["f", ev.linkIndex, lowerMac(ev.mac), ev.ip.toString()].join("|");
+      if (ev.family !== "bridge") return deletedNeighKey(ev.linkIndex, ev.ip);
+      return ev.mac === undefined ? undefined : deletedFdbKey(ev.linkIndex, ev.mac, ev.ip);
     default:
       return undefined;
   }

@@ -154,6 +154,19 @@ const ROUTE_TYPES: ReadonlySet<string> = new Set([
   "prohibit",
 ]);
 
+/**
+ * Moves `c` to the next RTM_NEWNEIGH message of address family `af` (on link `linkIndex` when given);
+ * false at the end of the dump.
+ */
+function nextNdMsg(c: nl.MsgCursor, af: number, linkIndex: number | undefined): boolean {
+  while (c.next()) {
+    // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
+    if (c.type !== nl.RTM_NEWNEIGH || c.end - c.body < 12 || c.buf.readUInt8(c.body) !== af) continue;
+    if (linkIndex === undefined || c.buf.readInt32LE(c.body + 4) === linkIndex) return true;
+  }
+  return false;
+}
+
 /** Parses an RTM_NEWROUTE/RTM_DELROUTE body; undefined for families other than IPv4/IPv6. */
 export function parseRoute(buf: Buffer, at = 0, end = buf.length): Route | undefined {
   // struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type (u8 each), flags (u32)
@@ -915,38 +928,22 @@ export class NetlinkKernel implements Kernel {
     return nl.encodeNdMsg({ family, index: linkIndex, state: NUD_PERMANENT, flags, type: 0 }, attrs);
   }
 
-  /**
-   * A cursor over an RTM_GETNEIGH dump of address family `af`, on link `linkIndex` when given: neighbours,
-   * or FDB entries with AF_BRIDGE. `next()` stops at each such message only; read it in place, as
-   * `eachNeighbour` does.
-   */
-  private ndCursor(
-    af: number,
-    linkIndex: number | undefined,
-    op: string,
-  ): { next(): boolean; c: nl.MsgCursor } {
-    const body = nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 });
-    const c = this.sock.dumpCursor(nl.RTM_GETNEIGH, body, op);
-    return {
-      c,
-      next: () => {
-        while (c.next()) {
-          // struct ndmsg: family (u8), 3 bytes of padding, ifindex (s32), state (u16), flags, type (u8)
-          if (c.type !== nl.RTM_NEWNEIGH || c.end - c.body < 12 || c.buf.readUInt8(c.body) !== af) continue;
-          if (linkIndex === undefined || c.buf.readInt32LE(c.body + 4) === linkIndex) return true;
-        }
-        return false;
-      },
-    };
+  /** A cursor over an RTM_GETNEIGH dump of address family `af`: neighbours, or FDB entries with AF_BRIDGE. */
+  private ndDump(af: number, op: string): nl.MsgCursor {
+    return this.sock.dumpCursor(
+      nl.RTM_GETNEIGH,
+      nl.encodeNdMsg({ family: af, index: 0, state: 0, flags: 0, type: 0 }),
+      op,
+    );
   }
 
   private *eachNeighbour(opts: {
     linkIndex?: number;
     family: Family;
   }): Generator<Neighbour, void, undefined> {
-    const nd = this.ndCursor(afOf(opts.family), opts.linkIndex, "list neighbours");
-    const { c } = nd;
-    while (nd.next()) {
+    const af = afOf(opts.family);
+    const c = this.ndDump(af, "list neighbours");
+    while (nextNdMsg(c, af, opts.linkIndex)) {
       const a = attrs.scan(c.buf, c.body + 12, c.end);
       const ip = ipAt(a, nl.NDA_DST);
       if (!ip) continue;
@@ -960,9 +957,8 @@ export class NetlinkKernel implements Kernel {
   }
 
   private *eachFdb(opts: { linkIndex?: number }): Generator<FdbEntry, void, undefined> {
-    const nd = this.ndCursor(nl.AF_BRIDGE, opts.linkIndex, "list fdb");
-    const { c } = nd;
-    while (nd.next()) {
+    const c = this.ndDump(nl.AF_BRIDGE, "list fdb");
+    while (nextNdMsg(c, nl.AF_BRIDGE, opts.linkIndex)) {
       const a = attrs.scan(c.buf, c.body + 12, c.end);
       yield {
         linkIndex: c.buf.readInt32LE(c.body + 4),

@@ -467,29 +467,26 @@ export class NetlinkSocket {
 
   /** NLM_F_DUMP request: every message until NLMSG_DONE. A dump interrupted by changes is retried. */
   dump(type: number, body: Buffer, op: string): NlMsg[] {
-    return [...this.dumpEach(type, body, op)];
-  }
-
-  /**
-   * `dump`, one message at a time: the whole dump is read first (its datagrams kept as they came, so that
-   * an interrupted dump can be retried), then its messages are decoded as they are pulled, and none is kept
-   * here. A pass over tens of thousands of entries then holds no object per entry beyond the one in hand.
-   */
-  *dumpEach(type: number, body: Buffer, op: string): Generator<NlMsg, void, undefined> {
+    const out: NlMsg[] = [];
     const c = this.dumpCursor(type, body, op);
     while (c.next()) {
       const h = c.body - NLMSG_HDRLEN;
-      yield {
+      out.push({
         type: c.type,
         flags: c.buf.readUInt16LE(h + 6),
         seq: c.buf.readUInt32LE(h + 8),
         pid: c.buf.readUInt32LE(h + 12),
         body: c.buf.subarray(c.body, c.end),
-      };
+      });
     }
+    return out;
   }
 
-  /** `dump` as a cursor over its messages in place, for listings of tens of thousands of entries. */
+  /**
+   * `dump` as a cursor over its messages in place, for listings of tens of thousands of entries: the whole
+   * dump is read first (its datagrams kept as they came, so that an interrupted dump can be retried), and no
+   * object or Buffer view is made per message.
+   */
   dumpCursor(type: number, body: Buffer, op: string): MsgCursor {
     const { seq, datagrams } = this.dumpDatagrams(type, body, op);
     return new MsgCursor(datagrams, seq);
