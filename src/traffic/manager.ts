@@ -29,9 +29,9 @@ export interface ForwardRulesOpts {
   ipv6Network: IpNet | null;
   signal: AbortSignal;
   /**
-   * iptables only: resolve once the flannel chain exists (created or flushed) and bootstrap the rules in the
-   * background, as upstream does in a goroutine, so that the daemon writes subnet.env and starts the backend
-   * without waiting for a chain of iptables processes. nftables installs its rules in one transaction before
+   * iptables only: resolve at once and create (or flush) the flannel chain and bootstrap its rules in the
+   * background, as upstream does with the rules in a goroutine, so that the daemon writes subnet.env and
+   * starts the backend without waiting for any iptables process (upstream waits for the chain's). nftables installs its rules in one transaction before
    * resolving either way (as upstream does).
    */
   background?: boolean;
@@ -55,7 +55,7 @@ export interface TrafficManager {
   /**
    * Installs the masquerade rules for each family whose network and subnet are both non-null, after deleting
    * rules left from a previous, different network/subnet. Resolves when the first installation is done (with
-   * `background`, iptables: when the old rules are gone and the chain exists), then
+   * `background`, iptables: when the old rules are gone), then
    * keeps the rules in place (iptables: every `resyncMs`) until `signal` aborts. Rejects when the old rules
    * cannot be removed (iptables) or the rules cannot be installed (nftables); the daemon then exits with
    * `Failed to setup masq rules, <err>`. An iptables installation failure is only logged, as upstream, and

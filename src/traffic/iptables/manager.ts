@@ -488,7 +488,7 @@ export class IptablesManager implements TrafficManager {
 
   /**
    * Create/flush the chain, bootstrap the rules, then start the resync loop. Never rejects. With
-   * `background`, resolves after the chain step and bootstraps afterwards.
+   * `background`, resolves at once and creates the chain and bootstraps its rules afterwards.
    */
   private async setupAndEnsure(
     ipt: IptablesFamily,
@@ -523,7 +523,10 @@ export class IptablesManager implements TrafficManager {
     // different chains, and `--wait` serializes the processes on the xtables lock).
     const bootstrapped = background ? created.then(bootstrap) : ipt.exclusive(bootstrap);
     this.loops.push(bootstrapped.then(() => this.resyncLoop(ipt, rules, signal)));
-    await (background ? created : bootstrapped);
+    // In the background nothing is awaited: the chain's `iptables -N` (~10 ms at a start) would hold up
+    // subnet.env and the backend's first pass, and nothing before the rules' bootstrap needs the chain.
+    // Creating it only logs its failure, so there is nothing to report here either.
+    if (!background) await bootstrapped;
   }
 
   private async resyncLoop(ipt: IptablesFamily, rules: IptablesRule[], signal: AbortSignal): Promise<void> {
