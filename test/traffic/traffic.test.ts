@@ -115,8 +115,16 @@ for (const variant of VARIANTS) {
       ns.run(bin(b), ["-t", table, "-S", chain]);
     const ac = new AbortController();
     const log = new MemoryLogger();
+    // Every process the manager runs, as `<program> <args>`.
+    const calls: string[] = [];
+    const runner = new NetnsCommandRunner(ns, variant.rename);
     const m = new IptablesManager({
-      commands: new NetnsCommandRunner(ns, variant.rename),
+      commands: {
+        run: (file, args, opts) => {
+          calls.push([file, ...args].join(" "));
+          return runner.run(file, args, opts);
+        },
+      },
       logger: log,
       resyncMs: 200,
     });
@@ -139,6 +147,18 @@ for (const variant of VARIANTS) {
       );
       assert.match(ipt(ns, "ip6tables", "filter", "FLANNEL-FWD"), /-A FLANNEL-FWD -d fd10:10::\/48 /);
       assert.doesNotMatch(log.text(), /^E /m);
+
+      // With every rule in place, a resync lists each chain once and finds every rule as iptables prints it:
+      // no `-C`, no repair. Four rule sets (masquerade and forward, IPv4 and IPv6) of two chains each.
+      await waitFor(() => log.text().split("bootstrap done").length > 4, 10_000, "four bootstraps");
+      calls.length = 0;
+      await waitFor(() => calls.length >= 16, 10_000, "two resyncs of every rule set");
+      assert.deepEqual(
+        calls.filter((c) => !/ -S (POSTROUTING|FLANNEL-POSTRTG|FORWARD|FLANNEL-FWD)$/.test(c)),
+        [],
+        "a resync with every rule in place runs `-S <chain>` only",
+      );
+      assert.doesNotMatch(log.text(), /Some iptables rules are missing/);
 
       // An operator (or another tool) deletes one rule: the next resync puts the whole set back in order.
       ns.run(bin("iptables"), [

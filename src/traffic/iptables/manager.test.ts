@@ -14,6 +14,7 @@ import {
   IptablesFamily,
   IptablesManager,
   parseIptablesVersion,
+  rulesExist,
 } from "./manager.ts";
 
 const N = IpNet.parse("10.10.0.0/16");
@@ -286,6 +287,77 @@ test("the resync loop repairs a deleted rule and then stays quiet", async () => 
   const text = metrics.render();
   assert.match(text, /flannel_repairs_total\{kind="iptables-rules"\} 1/);
   assert.match(text, /flannel_resync_duration_seconds_count\{loop="iptables"\} [1-9]/);
+});
+
+test("rulesExist: one -S per chain; -C only where the chain holds a line it cannot place", async () => {
+  const fake = new FakeIptables();
+  const ipt = new IptablesFamily(fake, 4, new MemoryLogger());
+  const rules = masqRules({ network: N, subnet: P, randomFully: true });
+  await bootstrapRules(ipt, rules, new MemoryLogger());
+  const args = (): string[] =>
+    fake.callsOf("iptables").map((c) => c.args.filter((a) => a !== "--wait").join(" "));
+  const since = (n: number): string[] => args().slice(n);
+
+  // Every rule in place: the two chains are listed, nothing else runs.
+  let n = args().length;
+  assert.equal(await rulesExist(ipt, rules), true);
+  assert.deepEqual(since(n), ["-t nat -S FLANNEL-POSTRTG", "-t nat -S POSTROUTING"]);
+
+  // A rule gone from a chain that holds only the set's rules: absent without asking -C.
+  const gone = rules[3]!;
+  fake.exec("iptables", "nat", ["-D", gone.chain, ...gone.spec]);
+  n = args().length;
+  assert.equal(await rulesExist(ipt, rules), false);
+  assert.ok(!since(n).some((a) => a.includes(" -C ")), "no -C");
+
+  // A line the set does not know (another tool's rule, or one of ours printed another way): -C decides.
+  fake.exec("iptables", "nat", ["-A", gone.chain, ...gone.spec]);
+  fake.exec("iptables", "nat", ["-A", "FLANNEL-POSTRTG", "-s", "192.0.2.1/32", "-j", "RETURN"]);
+  n = args().length;
+  assert.equal(await rulesExist(ipt, rules), true);
+  assert.deepEqual(
+    since(n).filter((a) => a.includes(" -C ")),
+    [],
+    "every rule of the set is listed as written",
+  );
+  fake.exec("iptables", "nat", ["-D", gone.chain, ...gone.spec]);
+  n = args().length;
+  assert.equal(await rulesExist(ipt, rules), false);
+  assert.deepEqual(
+    since(n).filter((a) => a.includes(" -C ")),
+    [`-t nat -C ${gone.chain} ${gone.spec.join(" ")}`],
+  );
+});
+
+test("a rule iptables prints differently from how flannel writes it is found by -C, not repaired", async () => {
+  const fake = new FakeIptables();
+  // This iptables prints every address with its prefix length, even a whole network's (it does for a host).
+  const printsOtherwise: CommandRunner = {
+    run: async (file, args, opts) => {
+      const res = await fake.run(file, args, opts);
+      return args.includes("-S")
+        ? { ...res, stdout: res.stdout.replace(/(-[sd]) (\S+?)( |$)/gm, "$1 $2/x$3") }
+        : res;
+    },
+  };
+  const log = new MemoryLogger();
+  const ac = new AbortController();
+  const m = new IptablesManager({ commands: printsOtherwise, logger: log, resyncMs: 5 });
+  try {
+    await m.setupAndEnsureForwardRules({ network: N, ipv6Network: null, signal: ac.signal });
+    const checks = (): number => fake.callsOf("iptables").filter((c) => c.args.includes("-C")).length;
+    const before = checks();
+    const deadline = Date.now() + 10_000;
+    while (checks() < before + 6) {
+      assert.ok(Date.now() < deadline, "resyncs ran");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  } finally {
+    ac.abort();
+    await m.wait();
+  }
+  assert.doesNotMatch(log.text(), /Some iptables rules are missing/);
+  assert.equal(listing(fake, "iptables", "filter", "FORWARD", "FLANNEL-FWD"), GOLDEN_FILTER);
 });
 
 test("a changed subnet recycles the previous subnet's rules", async () => {

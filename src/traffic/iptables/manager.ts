@@ -151,14 +151,28 @@ export class IptablesFamily {
   }
 
   async chainExists(table: string, chain: string): Promise<boolean> {
+    return (await this.listChain(table, chain)) !== null;
+  }
+
+  /**
+   * The chain's rules as `iptables -S <chain>` prints them, tokenized (its `-A` lines only), or null when the
+   * chain does not exist.
+   */
+  async listChain(table: string, chain: string): Promise<string[][] | null> {
     // `-S <chain>` exits 1 when the chain does not exist (legacy and nft variants alike).
     const res = await this.run(table, ["-S", chain]);
-    if (res.code === 0) return true;
-    if (res.code === 1) return false;
-    throw new FlannelError(
-      "IPTABLES",
-      `running [${this.cmd} -t ${table} -S ${chain}]: exit status ${res.code}: ${res.stderr.trim()}`,
-    );
+    if (res.code === 1) return null;
+    if (res.code !== 0) {
+      throw new FlannelError(
+        "IPTABLES",
+        `running [${this.cmd} -t ${table} -S ${chain}]: exit status ${res.code}: ${res.stderr.trim()}`,
+      );
+    }
+    const rules: string[][] = [];
+    for (const line of res.stdout.split("\n")) {
+      if (line.startsWith("-A ")) rules.push(splitRuleLine(line));
+    }
+    return rules;
   }
 
   /** `iptables -C`: exit 0 means present, 1 absent; anything else is an error. */
@@ -254,13 +268,82 @@ function addLine(m: Map<string, RestoreLine[]>, table: string, line: RestoreLine
   lines.push(line);
 }
 
+function ruleKey(chain: string, spec: readonly string[]): string {
+  return `${chain}\0${spec.join("\0")}`;
+}
+
+/**
+ * Which of a rule set's rules exist, from one `iptables -S <chain>` per chain they live in or jump to.
+ * Upstream asks `-S <flannel chain>` and `-C <rule>` for every rule: 20 processes per resync with --ip-masq.
+ *
+ * A rule is present when its chain lists it as flannel writes it. A rule it does not list may still be there
+ * in a form iptables prints differently (say, `1.2.3.4/32` for `1.2.3.4`): then `-C`, iptables' own match,
+ * decides. That is needed only while the chain holds a line that is none of the set's rules as written; a
+ * chain that holds only the set's rules (or none) cannot hold another of them. So on a node whose rules are
+ * in place, a resync runs one process per chain, and a listing can save processes but never change an answer.
+ */
+interface ChainListing {
+  /** The chain's rules, as `ruleKey`s. */
+  keys: Set<string>;
+  /** Whether it holds a rule that is none of the set's as flannel writes them. */
+  unexplained: boolean;
+}
+
+class RuleLookup {
+  private readonly chains = new Map<string, ChainListing | null>();
+  private readonly known: Set<string>;
+
+  constructor(
+    private readonly ipt: IptablesFamily,
+    rules: readonly IptablesRule[],
+  ) {
+    this.known = new Set(rules.map((r) => ruleKey(r.chain, r.spec)));
+  }
+
+  /** The chain's listing (null: no such chain), listed at the first question. */
+  private async chain(table: string, chain: string): Promise<ChainListing | null> {
+    const k = `${table}\0${chain}`;
+    const cached = this.chains.get(k);
+    if (cached !== undefined) return cached;
+    const listed = await this.ipt.listChain(table, chain);
+    let c: ChainListing | null = null;
+    if (listed !== null) {
+      const keys = new Set(listed.map((t) => ruleKey(t[1] ?? "", t.slice(2))));
+      c = { keys, unexplained: [...keys].some((key) => !this.known.has(key)) };
+    }
+    this.chains.set(k, c);
+    return c;
+  }
+
+  async chainExists(table: string, chain: string): Promise<boolean> {
+    return (await this.chain(table, chain)) !== null;
+  }
+
+  /** After `iptables -N`: the chain exists and is empty. */
+  created(table: string, chain: string): void {
+    this.chains.set(`${table}\0${chain}`, { keys: new Set(), unexplained: false });
+  }
+
+  /**
+   * Whether the rule exists. A flannel chain it jumps to must be known to exist first (`chainExists`):
+   * `-C` fails with exit 2 when the target is missing.
+   */
+  async has(rule: IptablesRule): Promise<boolean> {
+    const c = await this.chain(rule.table, rule.chain);
+    if (c === null) return false;
+    if (c.keys.has(ruleKey(rule.chain, rule.spec))) return true;
+    return c.unexplained && this.ipt.exists(rule);
+  }
+}
+
 /** True when every rule (and the flannel chain it needs) exists. */
 export async function rulesExist(ipt: IptablesFamily, rules: readonly IptablesRule[]): Promise<boolean> {
+  const lookup = new RuleLookup(ipt, rules);
   for (const rule of rules) {
     const chain = flannelChainOf(rule);
     // `-C ... -j FLANNEL-X` fails with exit 2 when the target chain is missing: check the chain first.
-    if (chain !== undefined && !(await ipt.chainExists(rule.table, chain))) return false;
-    if (!(await ipt.exists(rule))) return false;
+    if (chain !== undefined && !(await lookup.chainExists(rule.table, chain))) return false;
+    if (!(await lookup.has(rule))) return false;
   }
   return true;
 }
@@ -275,17 +358,16 @@ export async function bootstrapRules(
   log: Logger,
 ): Promise<void> {
   const byTable = new Map<string, RestoreLine[]>();
-  const created = new Set<string>();
+  const lookup = new RuleLookup(ipt, rules);
   try {
     for (const rule of rules) {
       const chain = flannelChainOf(rule);
-      const key = `${rule.table}/${chain ?? ""}`;
-      if (chain !== undefined && !created.has(key)) {
-        if (!(await ipt.chainExists(rule.table, chain))) await ipt.createChain(rule.table, chain);
-        created.add(key);
+      if (chain !== undefined && !(await lookup.chainExists(rule.table, chain))) {
+        await ipt.createChain(rule.table, chain);
+        lookup.created(rule.table, chain);
       }
       // A rule that exists is deleted and re-appended, so the set ends up contiguous and in order.
-      if (await ipt.exists(rule)) addLine(byTable, rule.table, ["-D", rule.chain, ...rule.spec]);
+      if (await lookup.has(rule)) addLine(byTable, rule.table, ["-D", rule.chain, ...rule.spec]);
       addLine(byTable, rule.table, ["-A", rule.chain, ...rule.spec]);
     }
   } catch (err) {
@@ -310,10 +392,11 @@ export async function bootstrapRules(
 /** Deletes those of `rules` that exist, in one restore transaction per table. */
 export async function teardownRules(ipt: IptablesFamily, rules: readonly IptablesRule[]): Promise<void> {
   const byTable = new Map<string, RestoreLine[]>();
+  const lookup = new RuleLookup(ipt, rules);
   for (const rule of rules) {
     const chain = flannelChainOf(rule);
-    if (chain !== undefined && !(await ipt.chainExists(rule.table, chain))) continue;
-    if (await ipt.exists(rule)) addLine(byTable, rule.table, ["-D", rule.chain, ...rule.spec]);
+    if (chain !== undefined && !(await lookup.chainExists(rule.table, chain))) continue;
+    if (await lookup.has(rule)) addLine(byTable, rule.table, ["-D", rule.chain, ...rule.spec]);
   }
   try {
     await ipt.restore(byTable);
