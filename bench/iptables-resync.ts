@@ -15,6 +15,7 @@
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { Netns } from "../test/helpers/netns.ts";
+import { runInside } from "./util.ts";
 
 const argv = process.argv.slice(2);
 const rounds = Number(argv.find((a, i) => /^\d+$/.test(a) && argv[i - 1] !== "--foreign") ?? 50);
@@ -124,21 +125,7 @@ if (argv.includes("--inner")) {
 } else {
   const ns = Netns.create("fts-p-ipt");
   try {
-    execFileSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        ns.name,
-        process.execPath,
-        "--import",
-        "tsx",
-        process.argv[1] ?? "",
-        ...argv,
-        "--inner",
-      ],
-      { stdio: "inherit" },
-    );
+    runInside(ns.name, import.meta.filename, argv);
   } finally {
     ns.delete();
   }

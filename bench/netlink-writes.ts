@@ -14,6 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Route } from "../src/kernel/ports.ts";
 import { Netns } from "../test/helpers/netns.ts";
+import { runInside } from "./util.ts";
 
 const argv = process.argv.slice(2);
 const n = Number(argv.find((a) => /^\d+$/.test(a)) ?? 10_000);
@@ -131,22 +132,7 @@ function outer(): void {
         console.log(`ip -batch ${label}: ${(performance.now() - t).toFixed(0)} ms`);
       }
     } else {
-      const out = execFileSync(
-        "ip",
-        [
-          "netns",
-          "exec",
-          ns.name,
-          process.execPath,
-          "--import",
-          "tsx",
-          import.meta.filename,
-          "--inner",
-          ...argv,
-        ],
-        { encoding: "utf8" },
-      );
-      process.stdout.write(out);
+      runInside(ns.name, import.meta.filename, argv);
     }
   } finally {
     ns.delete();

@@ -1,6 +1,6 @@
 // Small pieces every benchmark section uses: child agents inside namespaces, /proc readings, statistics.
 
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -202,3 +202,13 @@ export function fmtMb(bytes: number | undefined): string {
 }
 
 export const sleepMs = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs the bench file `script` again inside the network namespace `ns`, with tsx, `--inner` and `args`, so that
+ * what it starts runs there as on a node; its output goes to ours.
+ */
+export function runInside(ns: string, script: string, args: readonly string[]): void {
+  execFileSync("ip", ["netns", "exec", ns, process.execPath, "--import", "tsx", script, "--inner", ...args], {
+    stdio: "inherit",
+  });
+}
