@@ -50,10 +50,9 @@ export interface RouteNetworkOptions {
   retryMs?: number;
 }
 
+/** A lease's identity: its subnets (a lease key in etcd names both). */
 function peerKey(lease: Lease): string {
-  return lease.enableIpv4 || !lease.enableIpv6
-    ? `4|${String(lease.subnet)}`
-    : `6|${String(lease.ipv6Subnet)}`;
+  return `${String(lease.subnet)}&${String(lease.ipv6Subnet)}`;
 }
 
 export class RouteNetwork implements Network, ReconcileTarget {
@@ -62,8 +61,17 @@ export class RouteNetwork implements Network, ReconcileTarget {
    * change, so a periodic pass neither allocates them again nor re-derives their kernel keys.
    */
   private readonly routes = new Map<string, DesiredPeer[]>();
-  /** Each route by destination (its DesiredPeer key), for applying only what a batch changed. */
+  /**
+   * Each destination (a DesiredPeer key) → the route of the lease that claimed it last: what the kernel gets.
+   * Also for applying only what a batch changed.
+   */
   private readonly byDst = new Map<string, DesiredPeer>();
+  /**
+   * Routes whose destination a later lease took (the latest last), per destination: given it back when that
+   * lease goes. Two nodes that race for a subnet make one such lease for a moment (etcd manager,
+   * keptAgainstRivals). Empty otherwise.
+   */
+  private readonly shadowed = new Map<string, DesiredPeer[]>();
   private readonly reconciler: Reconciler;
   private readonly logger: Logger;
 
@@ -107,15 +115,43 @@ export class RouteNetwork implements Network, ReconcileTarget {
     return this.reconciler.reconcile();
   }
 
-  /** Updates the desired routes from a lease batch; returns the destinations (DesiredPeer keys) it may have changed. */
+  /** Makes `d` its destination's route; the route there before waits in `shadowed`. */
+  private claim(d: DesiredPeer, changed: Set<string>): void {
+    const prev = this.byDst.get(d.key);
+    if (prev !== undefined) {
+      const list = this.shadowed.get(d.key);
+      if (list === undefined) this.shadowed.set(d.key, [prev]);
+      else list.push(prev);
+    }
+    this.byDst.set(d.key, d);
+    changed.add(d.key);
+  }
+
+  /** Withdraws `d`: the route that claimed its destination before takes it back, if there is one. */
+  private release(d: DesiredPeer, changed: Set<string>): void {
+    const list = this.shadowed.get(d.key);
+    if (this.byDst.get(d.key) === d) {
+      const back = list?.pop();
+      if (back === undefined) this.byDst.delete(d.key);
+      else this.byDst.set(d.key, back);
+      changed.add(d.key);
+    } else if (list !== undefined) {
+      const i = list.indexOf(d);
+      if (i !== -1) list.splice(i, 1);
+    }
+    if (list?.length === 0) this.shadowed.delete(d.key);
+  }
+
+  /**
+   * Updates the desired routes from a lease batch; returns the destinations (DesiredPeer keys) it may have
+   * changed.
+   *
+   * Each destination is routed for the lease that last claimed it, as upstream's route replace does. Unlike
+   * upstream, when that lease goes, the destination goes back to the lease that claimed it before, if it is
+   * still there; upstream deletes the route, and the other node's subnet stays unreachable.
+   */
   handleBatch(batch: readonly LeaseEvent[]): Set<string> {
     const changed = new Set<string>();
-    const forget = (key: string): void => {
-      for (const d of this.routes.get(key) ?? []) {
-        if (this.byDst.get(d.key) === d) this.byDst.delete(d.key);
-        changed.add(d.key);
-      }
-    };
     for (const ev of batch) {
       const { lease } = ev;
       if (lease.attrs.backendType !== this.opts.backendType) {
@@ -127,7 +163,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.logger.info(
           `Subnet removed: ${String(lease.subnet ?? "<nil>")} ${String(lease.ipv6Subnet ?? "")}`.trim(),
         );
-        forget(key);
+        for (const d of this.routes.get(key) ?? []) this.release(d, changed);
         this.routes.delete(key);
         continue;
       }
@@ -137,15 +173,21 @@ export class RouteNetwork implements Network, ReconcileTarget {
         if (!enabled) continue;
         const r = this.opts.routeFor(lease, f);
         if (r === undefined) continue;
+        // Never a route to this node's own subnet: it would take its pods' traffic away from cni0. A lease of
+        // another node can only hold one for a moment, while two nodes race for a subnet.
+        const own = f === 4 ? this.opts.ownLease.subnet : this.opts.ownLease.ipv6Subnet;
+        if (r.dst !== null && own !== null && r.dst.overlaps(own)) {
+          this.logger.warn(
+            `ignoring the IPv${f} subnet ${String(r.dst)} of a lease: it overlaps this node's subnet ${String(own)}`,
+          );
+          continue;
+        }
         this.logger.info(`Subnet added: ${String(r.dst)} via ${String(r.gw)}`);
         routes.push({ key: String(r.dst), route: r });
       }
-      forget(key);
+      for (const d of this.routes.get(key) ?? []) this.release(d, changed);
       this.routes.set(key, routes);
-      for (const d of routes) {
-        this.byDst.set(d.key, d);
-        changed.add(d.key);
-      }
+      for (const d of routes) this.claim(d, changed);
     }
     return changed;
   }
@@ -157,9 +199,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
   }
 
   desired(): DesiredPeer[] {
-    const out: DesiredPeer[] = [];
-    for (const ds of this.routes.values()) for (const d of ds) out.push(d);
-    return out;
+    return [...this.byDst.values()];
   }
 
   desiredOf(keys: ReadonlySet<string>): DesiredPeer[] {

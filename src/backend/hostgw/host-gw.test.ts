@@ -266,3 +266,56 @@ test("host-gw without a known cluster network manages only the routes it wants",
     await rig.stop();
   }
 });
+
+test("host-gw: a lease that takes a peer's subnet and goes away gives the subnet back to that peer", async () => {
+  // As in vxlan.test.ts: a rival lease overlaps the first peer's lease in one family for a moment.
+  for (const shared of ["v4", "v6"] as const) {
+    const rig = await start({ dual: true });
+    try {
+      const first = lease("10.244.3.0/24", "192.168.0.3", { v6: "fd00:3::/64", publicIpv6: "fc00::3" });
+      const rival = lease(shared === "v4" ? "10.244.3.0/24" : "10.244.7.0/24", "192.168.0.7", {
+        v6: shared === "v6" ? "fd00:3::/64" : "fd00:7::/64",
+        publicIpv6: "fc00::7",
+      });
+      await rig.sm.push({ snapshot: [first] });
+      const text = rig.kernel.dump();
+      assert.match(text, /^ip route add 10\.244\.3\.0\/24 via 192\.168\.0\.3 dev eth0$/m);
+      assert.match(text, /^ip -6 route add fd00:3::\/64 via fc00::3 dev eth0 metric 1024$/m);
+      await rig.sm.push({ events: [{ type: "added", lease: rival }] });
+      assert.match(
+        rig.kernel.dump(),
+        shared === "v4"
+          ? /^ip route add 10\.244\.3\.0\/24 via 192\.168\.0\.7 /m
+          : /^ip -6 route add fd00:3::\/64 via fc00::7 /m,
+        `${shared}: the later lease's route replaces the first's, as upstream's`,
+      );
+      await rig.sm.push({ events: [{ type: "removed", lease: rival }] });
+      assert.equal(rig.kernel.dump(), text, `${shared}: the first peer's routes are back, the rival's gone`);
+      await rig.net.reconcileNow();
+      assert.equal(rig.kernel.dump(), text, `${shared}: and a full pass agrees`);
+    } finally {
+      await rig.stop();
+    }
+  }
+});
+
+test("host-gw: a lease that shares this node's own subnet gets only its other family routed", async () => {
+  const rig = await start({ dual: true });
+  try {
+    await rig.sm.push({ snapshot: [] });
+    const before = rig.kernel.dump();
+    const rival = lease("10.244.1.0/24", "192.168.0.9", { v6: "fd00:9::/64", publicIpv6: "fc00::9" });
+    await rig.sm.push({ events: [{ type: "added", lease: rival }] });
+    const text = rig.kernel.dump();
+    assert.doesNotMatch(text, /10\.244\.1\.0\/24 via/);
+    assert.match(text, /^ip -6 route add fd00:9::\/64 via fc00::9 dev eth0 metric 1024$/m);
+    assert.match(
+      rig.log.text(),
+      /ignoring the IPv4 subnet 10\.244\.1\.0\/24 of a lease: it overlaps this node's subnet 10\.244\.1\.0\/24/,
+    );
+    await rig.sm.push({ events: [{ type: "removed", lease: rival }] });
+    assert.equal(rig.kernel.dump(), before);
+  } finally {
+    await rig.stop();
+  }
+});

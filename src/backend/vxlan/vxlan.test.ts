@@ -545,3 +545,64 @@ test("an IPv6-only network programs the v6 side of dual-stack peers and removes 
     await rig.stop();
   }
 });
+
+test("a lease that takes a peer's subnet and goes away gives the subnet back to that peer", async () => {
+  // Two nodes racing for a subnet: the later one's lease overlaps the first's in one family, then is given
+  // back (etcd deletes it) and the node takes another. The first node's entries must all stay.
+  for (const shared of ["v4", "v6"] as const) {
+    const rig = await start({ dual: true });
+    try {
+      const first = peer("10.244.3.0/24", "192.168.0.3", undefined, {
+        v6: "fd00:3::/64",
+        publicIpv6: "fc00::3",
+        mac6: "aa:00:00:00:06:03",
+      });
+      const rival = peer(
+        shared === "v4" ? "10.244.3.0/24" : "10.244.7.0/24",
+        "192.168.0.7",
+        "aa:00:00:00:00:07",
+        {
+          v6: shared === "v6" ? "fd00:3::/64" : "fd00:7::/64",
+          publicIpv6: "fc00::7",
+          mac6: "aa:00:00:00:06:07",
+        },
+      );
+      await rig.sm.push({ snapshot: [first] });
+      const text = rig.kernel.dump();
+      assert.match(text, /^ip route add 10\.244\.3\.0\/24 via 10\.244\.3\.0 dev flannel\.1 onlink$/m);
+      assert.match(text, /^ip -6 route add fd00:3::\/64 via fd00:3:: dev flannel-v6\.1 metric 1024 onlink$/m);
+      await rig.sm.push({ events: [{ type: "added", lease: rival }] });
+      await rig.sm.push({ events: [{ type: "removed", lease: rival }] });
+      assert.equal(rig.kernel.dump(), text, `${shared}: the first peer's entries are back, the rival's gone`);
+      await rig.net.reconcileNow();
+      assert.equal(rig.kernel.dump(), text, `${shared}: and a full pass agrees`);
+    } finally {
+      await rig.stop();
+    }
+  }
+});
+
+test("a lease that shares this node's own subnet gets only its other family programmed", async () => {
+  const rig = await start({ dual: true });
+  try {
+    await rig.sm.push({ snapshot: [] });
+    const before = rig.kernel.dump();
+    const rival = peer("10.244.1.0/24", "192.168.0.9", "aa:00:00:00:00:09", {
+      v6: "fd00:9::/64",
+      publicIpv6: "fc00::9",
+      mac6: "aa:00:00:00:06:09",
+    });
+    await rig.sm.push({ events: [{ type: "added", lease: rival }] });
+    const text = rig.kernel.dump();
+    assert.doesNotMatch(text, /10\.244\.1\.0\/24 via|aa:00:00:00:00:09/);
+    assert.match(text, /^ip -6 route add fd00:9::\/64 via fd00:9:: dev flannel-v6\.1 metric 1024 onlink$/m);
+    assert.match(
+      rig.log.text(),
+      /ignoring the IPv4 subnet 10\.244\.1\.0\/24 of a lease: it overlaps this node's subnet 10\.244\.1\.0\/24/,
+    );
+    await rig.sm.push({ events: [{ type: "removed", lease: rival }] });
+    assert.equal(rig.kernel.dump(), before);
+  } finally {
+    await rig.stop();
+  }
+});

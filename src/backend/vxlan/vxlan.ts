@@ -203,6 +203,12 @@ export class VxlanNetwork implements Network, ReconcileTarget {
    * peer is found by any of its subnets (peerOf); one map rather than one per peer and one per subnet.
    */
   private readonly bySubnet = new Map<string, Peer>();
+  /**
+   * Peers whose subnet a later lease took (the latest last), per subnet: given the subnet back when that
+   * lease goes. Two nodes that race for a subnet make one such lease for a moment (etcd manager,
+   * keptAgainstRivals). Empty otherwise.
+   */
+  private readonly shadowed = new Map<string, Peer[]>();
   private readonly reconciler: Reconciler;
 
   constructor(
@@ -252,21 +258,46 @@ export class VxlanNetwork implements Network, ReconcileTarget {
     return this.reconciler.reconcile();
   }
 
-  /** Forgets a peer's subnets in the index; returns them (DesiredPeer keys) as changed. */
-  private unindex(peer: Peer | undefined, changed: Set<string>): void {
-    if (peer === undefined) return;
-    for (const f of FAMILIES) {
-      const v = vtepOf(peer, f);
-      if (v === undefined) continue;
-      const k: string = v.subnet.toString();
-      if (this.bySubnet.get(k) === peer) this.bySubnet.delete(k);
-      changed.add(k);
+  /**
+   * Whether `peer` was made from `lease` (or from an update of it): it has a VTEP for exactly the lease's
+   * subnets, in the families this network handles.
+   */
+  private isPeerOf(peer: Peer, lease: Lease): boolean {
+    for (const { family: f } of this.vteps) {
+      const mine = vtepOf(peer, f)?.subnet ?? null;
+      const theirs = familyEnabled(lease, f) && !this.overlapsOwn(lease, f) ? subnetOf(lease, f) : null;
+      if (mine === null ? theirs !== null : theirs === null || !mine.equals(theirs)) return false;
     }
+    return true;
+  }
+
+  /**
+   * Whether the lease's subnet of family `f` overlaps this node's own: such a subnet is never programmed
+   * here (it would take this node's pods' traffic away from cni0). A lease of another node can only hold
+   * one for a moment, while two nodes race for a subnet and the later one gives it back.
+   */
+  private overlapsOwn(lease: Lease, f: Family): boolean {
+    const theirs = subnetOf(lease, f);
+    const own = subnetOf(this.ownLease, f);
+    return theirs !== null && own !== null && theirs.overlaps(own);
+  }
+
+  /** Drops the shadowed peers of `lease` under subnet `k`. */
+  private unshadow(k: string, lease: Lease): void {
+    const list = this.shadowed.get(k);
+    if (list === undefined) return;
+    const rest = list.filter((p) => !this.isPeerOf(p, lease));
+    if (rest.length === 0) this.shadowed.delete(k);
+    else this.shadowed.set(k, rest);
   }
 
   /**
    * Updates the desired state from a lease batch; returns the DesiredPeer keys (subnets) it may have
    * changed, which the reconciler applies.
+   *
+   * Each subnet is programmed for the lease that last claimed it, as upstream's route replace does. Unlike
+   * upstream, when that lease goes, the subnet goes back to the lease that claimed it before, if it is still
+   * there; upstream deletes the subnet's route, and the other node's subnet stays unreachable.
    */
   handleBatch(batch: readonly LeaseEvent[]): Set<string> {
     const changed = new Set<string>();
@@ -280,17 +311,27 @@ export class VxlanNetwork implements Network, ReconcileTarget {
         continue;
       }
       if (ev.type === "removed") {
-        const known = this.peerOf(lease);
-        this.unindex(known, changed);
-        for (const f of FAMILIES) {
-          const v = known && vtepOf(known, f);
-          if (v !== undefined) {
-            this.logger
-              .v(2)
-              ?.info(
-                `removing ${f === 6 ? "v6 " : ""}subnet: ${v.subnet.toString()} PublicIP${f === 6 ? "v6" : ""}: ${v.publicIp.toString()} VtepMAC: ${v.mac}`,
-              );
+        for (const { family: f } of this.vteps) {
+          const subnet = familyEnabled(lease, f) && !this.overlapsOwn(lease, f) ? subnetOf(lease, f) : null;
+          if (subnet === null) continue;
+          const k = subnet.toString();
+          const cur = this.bySubnet.get(k);
+          const v = cur && vtepOf(cur, f);
+          if (cur === undefined || v === undefined || !this.isPeerOf(cur, lease)) {
+            // Not the subnet's owner: at most a shadowed claim to drop.
+            this.unshadow(k, lease);
+            continue;
           }
+          this.logger
+            .v(2)
+            ?.info(
+              `removing ${f === 6 ? "v6 " : ""}subnet: ${k} PublicIP${f === 6 ? "v6" : ""}: ${v.publicIp.toString()} VtepMAC: ${v.mac}`,
+            );
+          const back = this.shadowed.get(k)?.pop();
+          if (this.shadowed.get(k)?.length === 0) this.shadowed.delete(k);
+          if (back === undefined) this.bySubnet.delete(k);
+          else this.bySubnet.set(k, back);
+          changed.add(k);
         }
         continue;
       }
@@ -299,6 +340,12 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       for (const vtep of this.vteps) {
         const f = vtep.family;
         if (!familyEnabled(lease, f)) continue;
+        if (this.overlapsOwn(lease, f)) {
+          this.logger.warn(
+            `ignoring the IPv${f} subnet ${String(subnetOf(lease, f))} of a lease: it overlaps this node's subnet ${String(subnetOf(this.ownLease, f))}`,
+          );
+          continue;
+        }
         const remote = this.remoteVtep(lease, attrs, f);
         if (remote === undefined) {
           ok = false;
@@ -316,25 +363,22 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       }
       // A lease we cannot use is skipped as upstream does; what an earlier version of it programmed stays.
       if (!ok) continue;
-      this.unindex(this.peerOf(lease), changed);
       for (const f of FAMILIES) {
         const v = vtepOf(peer, f);
         if (v === undefined) continue;
-        this.bySubnet.set(v.subnet.toString(), peer);
-        changed.add(v.subnet.toString());
+        const k = v.subnet.toString();
+        this.unshadow(k, lease);
+        const prev = this.bySubnet.get(k);
+        if (prev !== undefined && !this.isPeerOf(prev, lease)) {
+          const list = this.shadowed.get(k);
+          if (list === undefined) this.shadowed.set(k, [prev]);
+          else list.push(prev);
+        }
+        this.bySubnet.set(k, peer);
+        changed.add(k);
       }
     }
     return changed;
-  }
-
-  /** The known peer of a lease: the one indexed under either of its subnets (a device per family may be missing). */
-  private peerOf(lease: Lease): Peer | undefined {
-    for (const f of FAMILIES) {
-      const subnet = subnetOf(lease, f);
-      const peer = subnet === null ? undefined : this.bySubnet.get(subnet.toString());
-      if (peer !== undefined) return peer;
-    }
-    return undefined;
   }
 
   private remoteVtep(lease: Lease, attrs: LeaseAttrs, f: Family): RemoteVtep | undefined {
