@@ -20,6 +20,7 @@ import type { KernelEvent, Route } from "../kernel/ports.ts";
 import { RT_TABLE_MAIN } from "../kernel/ports.ts";
 import type { Lease, LeaseEvent } from "../lease/lease.ts";
 import { watchLeaseBatches } from "../lease/watcher.ts";
+import { Claims } from "./claims.ts";
 import type { Logger } from "../log/logger.ts";
 import { isAbort } from "../util/sleep.ts";
 import type { BackendDeps, Network } from "./backend.ts";
@@ -62,16 +63,11 @@ export class RouteNetwork implements Network, ReconcileTarget {
    */
   private readonly routes = new Map<string, DesiredPeer[]>();
   /**
-   * Each destination (a DesiredPeer key) → the route of the lease that claimed it last: what the kernel gets.
-   * Also for applying only what a batch changed.
+   * Which route each destination (a DesiredPeer key) is programmed for: `byDst`. Also for applying only what a
+   * batch changed. A destination two leases claim goes to the later one, and back when it goes (claims.ts).
    */
-  private readonly byDst = new Map<string, DesiredPeer>();
-  /**
-   * Routes whose destination a later lease took (the latest last), per destination: given it back when that
-   * lease goes. Two nodes that race for a subnet make one such lease for a moment (etcd manager,
-   * keptAgainstRivals). Empty otherwise.
-   */
-  private readonly shadowed = new Map<string, DesiredPeer[]>();
+  private readonly claims = new Claims<DesiredPeer>();
+  private readonly byDst = this.claims.current;
   private readonly reconciler: Reconciler;
   private readonly logger: Logger;
 
@@ -115,33 +111,6 @@ export class RouteNetwork implements Network, ReconcileTarget {
     return this.reconciler.reconcile();
   }
 
-  /** Makes `d` its destination's route; the route there before waits in `shadowed`. */
-  private claim(d: DesiredPeer, changed: Set<string>): void {
-    const prev = this.byDst.get(d.key);
-    if (prev !== undefined) {
-      const list = this.shadowed.get(d.key);
-      if (list === undefined) this.shadowed.set(d.key, [prev]);
-      else list.push(prev);
-    }
-    this.byDst.set(d.key, d);
-    changed.add(d.key);
-  }
-
-  /** Withdraws `d`: the route that claimed its destination before takes it back, if there is one. */
-  private release(d: DesiredPeer, changed: Set<string>): void {
-    const list = this.shadowed.get(d.key);
-    if (this.byDst.get(d.key) === d) {
-      const back = list?.pop();
-      if (back === undefined) this.byDst.delete(d.key);
-      else this.byDst.set(d.key, back);
-      changed.add(d.key);
-    } else if (list !== undefined) {
-      const i = list.indexOf(d);
-      if (i !== -1) list.splice(i, 1);
-    }
-    if (list?.length === 0) this.shadowed.delete(d.key);
-  }
-
   /**
    * Updates the desired routes from a lease batch; returns the destinations (DesiredPeer keys) it may have
    * changed.
@@ -163,7 +132,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.logger.info(
           `Subnet removed: ${String(lease.subnet ?? "<nil>")} ${String(lease.ipv6Subnet ?? "")}`.trim(),
         );
-        for (const d of this.routes.get(key) ?? []) this.release(d, changed);
+        this.releaseAll(key, changed);
         this.routes.delete(key);
         continue;
       }
@@ -185,11 +154,21 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.logger.info(`Subnet added: ${String(r.dst)} via ${String(r.gw)}`);
         routes.push({ key: String(r.dst), route: r });
       }
-      for (const d of this.routes.get(key) ?? []) this.release(d, changed);
+      this.releaseAll(key, changed);
       this.routes.set(key, routes);
-      for (const d of routes) this.claim(d, changed);
+      for (const d of routes) {
+        this.claims.claim(d.key, d, () => false);
+        changed.add(d.key);
+      }
     }
     return changed;
+  }
+
+  /** Withdraws the routes of the lease `key`; a destination it had goes back to the route before, if any. */
+  private releaseAll(key: string, changed: Set<string>): void {
+    for (const d of this.routes.get(key) ?? []) {
+      if (this.claims.release(d.key, (x) => x === d)) changed.add(d.key);
+    }
   }
 
   // ------------------------------------------------------------------ ReconcileTarget

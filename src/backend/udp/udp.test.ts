@@ -288,3 +288,33 @@ test("when the socket cannot be opened the TUN device is closed again", async ()
   await assert.rejects(backend.registerNetwork(config(), new AbortController().signal), /EADDRINUSE/);
   assert.equal(tun.closed, 1);
 });
+
+test("udp gives a subnet back to its earlier lease when a rival lease goes, and never takes its own", async () => {
+  // Dual-stack leases of two nodes racing for 10.244.3.0/24 (as in vxlan.test.ts), and one holding ours.
+  const dual = (subnet: string, v6: string, publicIp: string): Lease => ({
+    ...lease(subnet, publicIp),
+    enableIpv6: true,
+    ipv6Subnet: IpNet.parse(v6),
+  });
+  const rig = await start();
+  try {
+    const first = dual("10.244.3.0/24", "fd00:3::/64", "192.168.0.3");
+    const rival = dual("10.244.3.0/24", "fd00:7::/64", "192.168.0.7");
+    await rig.sm.push({ snapshot: [first] });
+    await rig.sm.push({ events: [{ type: "added", lease: rival }] });
+    assert.deepEqual(rig.dataPath().describe(), ["10.244.3.0/24 -> 192.168.0.7:8285"]);
+    await rig.sm.push({ events: [{ type: "removed", lease: rival }] });
+    assert.deepEqual(rig.dataPath().describe(), ["10.244.3.0/24 -> 192.168.0.3:8285"]);
+    const ours = dual("10.244.1.0/24", "fd00:9::/64", "192.168.0.9");
+    await rig.sm.push({ events: [{ type: "added", lease: ours }] });
+    await rig.sm.push({ events: [{ type: "removed", lease: ours }] });
+    assert.deepEqual(rig.dataPath().describe(), ["10.244.3.0/24 -> 192.168.0.3:8285"]);
+    assert.match(
+      rig.log.text(),
+      /ignoring the IPv4 subnet 10\.244\.1\.0\/24 of a lease: it overlaps this node's subnet/,
+    );
+  } finally {
+    rig.ac.abort();
+    await rig.running;
+  }
+});

@@ -25,6 +25,7 @@ import { RT_TABLE_MAIN } from "../../kernel/ports.ts";
 import { KoffiTun } from "../../kernel/tun.ts";
 import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
 import { watchLeaseBatches } from "../../lease/watcher.ts";
+import { Claims } from "../claims.ts";
 import type { Logger } from "../../log/logger.ts";
 import { isAbort } from "../../util/sleep.ts";
 import type { Backend, BackendDeps, Network } from "../backend.ts";
@@ -159,8 +160,12 @@ export class UdpNetwork implements Network, ReconcileTarget {
   private readonly logger: Logger;
   private dataPath: UdpDataPath | undefined;
   private udpFd = -1;
-  /** The peers handed to the data path, by subnet, for logs and tests. */
-  private readonly peers = new Map<string, { subnet: IpNet; publicIp: IpAddr }>();
+  /**
+   * The peers handed to the data path, by subnet: `peers`. A subnet two leases claim goes to the later one,
+   * and back when it goes (claims.ts); `lease` is the claiming lease's identity (both its subnets).
+   */
+  private readonly claims = new Claims<{ lease: string; subnet: IpNet; publicIp: IpAddr }>();
+  private readonly peers = this.claims.current;
 
   constructor(private readonly opts: UdpNetworkOptions) {
     this.logger = opts.logger;
@@ -267,14 +272,32 @@ export class UdpNetwork implements Network, ReconcileTarget {
   handleBatch(batch: readonly LeaseEvent[]): void {
     const dp = this.dataPath;
     if (dp === undefined) return;
+    const route = (p: { subnet: IpNet; publicIp: IpAddr }): void =>
+      dp.setRoute({
+        net: ipv4Number(p.subnet.ip),
+        prefixLen: p.subnet.prefixLen,
+        nextHop: ipv4Number(p.publicIp),
+        port: this.opts.port,
+      });
+    const own = this.opts.lease.subnet;
     for (const { type, lease } of batch) {
       const subnet = lease.subnet;
       if (subnet === null) continue; // an IPv6-only lease: nothing the udp backend can carry
       const key = subnet.toString();
+      if (own !== null && subnet.overlaps(own)) {
+        // Another node's lease can hold this node's subnet only for a moment, while two nodes race for it.
+        this.logger.warn(
+          `ignoring the IPv4 subnet ${key} of a lease: it overlaps this node's subnet ${String(own)}`,
+        );
+        continue;
+      }
+      const id = `${key}&${String(lease.ipv6Subnet)}`;
       if (type === "removed") {
         this.logger.info(`Subnet removed: ${key}`);
-        this.peers.delete(key);
-        dp.deleteRoute(ipv4Number(subnet.ip), subnet.prefixLen);
+        if (!this.claims.release(key, (p) => p.lease === id)) continue;
+        const back = this.peers.get(key);
+        if (back === undefined) dp.deleteRoute(ipv4Number(subnet.ip), subnet.prefixLen);
+        else route(back);
         continue;
       }
       const publicIp = lease.attrs.publicIp;
@@ -283,13 +306,9 @@ export class UdpNetwork implements Network, ReconcileTarget {
         continue;
       }
       this.logger.info(`Subnet added: ${key} via ${publicIp.toString()}`);
-      this.peers.set(key, { subnet, publicIp });
-      dp.setRoute({
-        net: ipv4Number(subnet.ip),
-        prefixLen: subnet.prefixLen,
-        nextHop: ipv4Number(publicIp),
-        port: this.opts.port,
-      });
+      const peer = { lease: id, subnet, publicIp };
+      this.claims.claim(key, peer, (p) => p.lease === id);
+      route(peer);
     }
   }
 

@@ -32,6 +32,7 @@ import type { FdbEntry, KernelEvent, Neighbour, Route, VxlanSpec } from "../../k
 import { NUD_PERMANENT, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from "../../kernel/ports.ts";
 import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
 import { watchLeaseBatches } from "../../lease/watcher.ts";
+import { Claims } from "../claims.ts";
 import type { Logger } from "../../log/logger.ts";
 import { isAbort } from "../../util/sleep.ts";
 import type { NetworkConfig } from "../../config/network-config.ts";
@@ -199,16 +200,12 @@ const familyOfKey = (k: string): Family => (k.includes(":") ? 6 : 4);
 
 export class VxlanNetwork implements Network, ReconcileTarget {
   /**
-   * Each peer subnet (a DesiredPeer key) → its peer: every entry is one peer's VTEP of the key's family. A
-   * peer is found by any of its subnets (peerOf); one map rather than one per peer and one per subnet.
+   * Which peer each peer subnet (a DesiredPeer key) is programmed for: `bySubnet` maps it to the peer, whose
+   * VTEP of the key's family it is; one map rather than one per peer and one per subnet. A subnet two leases
+   * claim goes to the later one, and back when it goes (claims.ts).
    */
-  private readonly bySubnet = new Map<string, Peer>();
-  /**
-   * Peers whose subnet a later lease took (the latest last), per subnet: given the subnet back when that
-   * lease goes. Two nodes that race for a subnet make one such lease for a moment (etcd manager,
-   * keptAgainstRivals). Empty otherwise.
-   */
-  private readonly shadowed = new Map<string, Peer[]>();
+  private readonly claims = new Claims<Peer>();
+  private readonly bySubnet = this.claims.current;
   private readonly reconciler: Reconciler;
 
   constructor(
@@ -282,15 +279,6 @@ export class VxlanNetwork implements Network, ReconcileTarget {
     return theirs !== null && own !== null && theirs.overlaps(own);
   }
 
-  /** Drops the shadowed peers of `lease` under subnet `k`. */
-  private unshadow(k: string, lease: Lease): void {
-    const list = this.shadowed.get(k);
-    if (list === undefined) return;
-    const rest = list.filter((p) => !this.isPeerOf(p, lease));
-    if (rest.length === 0) this.shadowed.delete(k);
-    else this.shadowed.set(k, rest);
-  }
-
   /**
    * Updates the desired state from a lease batch; returns the DesiredPeer keys (subnets) it may have
    * changed, which the reconciler applies.
@@ -317,20 +305,14 @@ export class VxlanNetwork implements Network, ReconcileTarget {
           const k = subnet.toString();
           const cur = this.bySubnet.get(k);
           const v = cur && vtepOf(cur, f);
-          if (cur === undefined || v === undefined || !this.isPeerOf(cur, lease)) {
-            // Not the subnet's owner: at most a shadowed claim to drop.
-            this.unshadow(k, lease);
-            continue;
+          if (!this.claims.release(k, (p) => this.isPeerOf(p, lease))) continue;
+          if (v !== undefined) {
+            this.logger
+              .v(2)
+              ?.info(
+                `removing ${f === 6 ? "v6 " : ""}subnet: ${k} PublicIP${f === 6 ? "v6" : ""}: ${v.publicIp.toString()} VtepMAC: ${v.mac}`,
+              );
           }
-          this.logger
-            .v(2)
-            ?.info(
-              `removing ${f === 6 ? "v6 " : ""}subnet: ${k} PublicIP${f === 6 ? "v6" : ""}: ${v.publicIp.toString()} VtepMAC: ${v.mac}`,
-            );
-          const back = this.shadowed.get(k)?.pop();
-          if (this.shadowed.get(k)?.length === 0) this.shadowed.delete(k);
-          if (back === undefined) this.bySubnet.delete(k);
-          else this.bySubnet.set(k, back);
           changed.add(k);
         }
         continue;
@@ -367,14 +349,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
         const v = vtepOf(peer, f);
         if (v === undefined) continue;
         const k = v.subnet.toString();
-        this.unshadow(k, lease);
-        const prev = this.bySubnet.get(k);
-        if (prev !== undefined && !this.isPeerOf(prev, lease)) {
-          const list = this.shadowed.get(k);
-          if (list === undefined) this.shadowed.set(k, [prev]);
-          else list.push(prev);
-        }
-        this.bySubnet.set(k, peer);
+        this.claims.claim(k, peer, (p) => this.isPeerOf(p, lease));
         changed.add(k);
       }
     }
