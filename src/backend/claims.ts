@@ -7,7 +7,30 @@
 // deletes the subnet's entries instead, and the first node stays unreachable in that family.
 //
 // `current` holds one entry per key, as a plain map would; `earlier` is empty but during such a race.
+//
+// During such a race the later lease may also share a subnet with the node that reads it: that family of it
+// is never programmed there (overlapsOwnSubnet).
 
+import type { Family } from "../ip/addr.ts";
+import type { Lease } from "../lease/lease.ts";
+import type { Logger } from "../log/logger.ts";
+
+/**
+ * Whether `lease`'s subnet of family `f` overlaps this node's own lease's: a route to it would take the node's
+ * pods' traffic away from cni0, and its removal would leave the node without a route to them. With `log`, says
+ * that it is ignored.
+ */
+export function overlapsOwnSubnet(lease: Lease, own: Lease, f: Family, log?: Logger): boolean {
+  const theirs = f === 4 ? lease.subnet : lease.ipv6Subnet;
+  const mine = f === 4 ? own.subnet : own.ipv6Subnet;
+  if (theirs === null || mine === null || !theirs.overlaps(mine)) return false;
+  log?.warn(
+    `ignoring the IPv${f} subnet ${theirs.toString()} of a lease: it overlaps this node's subnet ${mine.toString()}`,
+  );
+  return true;
+}
+
+/** The claims on each key: the programmed one in `current`, the ones it displaced waiting behind it. */
 export class Claims<T> {
   /** The entry each key is programmed for. */
   readonly current = new Map<string, T>();

@@ -18,9 +18,9 @@ import type { Family } from "../ip/addr.ts";
 import type { IpNet } from "../ip/net.ts";
 import type { KernelEvent, Route } from "../kernel/ports.ts";
 import { RT_TABLE_MAIN } from "../kernel/ports.ts";
-import type { Lease, LeaseEvent } from "../lease/lease.ts";
+import { leaseIdentity, type Lease, type LeaseEvent } from "../lease/lease.ts";
 import { watchLeaseBatches } from "../lease/watcher.ts";
-import { Claims } from "./claims.ts";
+import { Claims, overlapsOwnSubnet } from "./claims.ts";
 import type { Logger } from "../log/logger.ts";
 import { isAbort } from "../util/sleep.ts";
 import type { BackendDeps, Network } from "./backend.ts";
@@ -49,11 +49,6 @@ export interface RouteNetworkOptions {
   routeFor(lease: Lease, family: Family): Route | undefined;
   checkMs?: number;
   retryMs?: number;
-}
-
-/** A lease's identity: its subnets (a lease key in etcd names both). */
-function peerKey(lease: Lease): string {
-  return `${String(lease.subnet)}&${String(lease.ipv6Subnet)}`;
 }
 
 export class RouteNetwork implements Network, ReconcileTarget {
@@ -127,7 +122,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
         this.logger.warn(`Ignoring non-${this.opts.backendType} subnet: type=${lease.attrs.backendType}`);
         continue;
       }
-      const key = peerKey(lease);
+      const key = leaseIdentity(lease);
       if (ev.type === "removed") {
         this.logger.info(
           `Subnet removed: ${String(lease.subnet ?? "<nil>")} ${String(lease.ipv6Subnet ?? "")}`.trim(),
@@ -142,15 +137,7 @@ export class RouteNetwork implements Network, ReconcileTarget {
         if (!enabled) continue;
         const r = this.opts.routeFor(lease, f);
         if (r === undefined) continue;
-        // Never a route to this node's own subnet: it would take its pods' traffic away from cni0. A lease of
-        // another node can only hold one for a moment, while two nodes race for a subnet.
-        const own = f === 4 ? this.opts.ownLease.subnet : this.opts.ownLease.ipv6Subnet;
-        if (r.dst !== null && own !== null && r.dst.overlaps(own)) {
-          this.logger.warn(
-            `ignoring the IPv${f} subnet ${String(r.dst)} of a lease: it overlaps this node's subnet ${String(own)}`,
-          );
-          continue;
-        }
+        if (overlapsOwnSubnet(lease, this.opts.ownLease, f, this.logger)) continue;
         this.logger.info(`Subnet added: ${String(r.dst)} via ${String(r.gw)}`);
         routes.push({ key: String(r.dst), route: r });
       }

@@ -28,6 +28,11 @@ export interface Lease {
   asof: number;
 }
 
+/** A lease's identity: both its subnets, as its etcd key names them. */
+export function leaseIdentity(lease: Lease): string {
+  return `${String(lease.subnet)}&${String(lease.ipv6Subnet)}`;
+}
+
 export type LeaseEventType = "added" | "removed";
 
 export interface LeaseEvent {

@@ -23,9 +23,9 @@ import { IfAddr, type IpNet } from "../../ip/net.ts";
 import type { KernelEvent, Route, Tun, TunDevice } from "../../kernel/ports.ts";
 import { RT_TABLE_MAIN } from "../../kernel/ports.ts";
 import { KoffiTun } from "../../kernel/tun.ts";
-import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
+import { leaseIdentity, type Lease, type LeaseAttrs, type LeaseEvent } from "../../lease/lease.ts";
 import { watchLeaseBatches } from "../../lease/watcher.ts";
-import { Claims } from "../claims.ts";
+import { Claims, overlapsOwnSubnet } from "../claims.ts";
 import type { Logger } from "../../log/logger.ts";
 import { isAbort } from "../../util/sleep.ts";
 import type { Backend, BackendDeps, Network } from "../backend.ts";
@@ -279,19 +279,12 @@ export class UdpNetwork implements Network, ReconcileTarget {
         nextHop: ipv4Number(p.publicIp),
         port: this.opts.port,
       });
-    const own = this.opts.lease.subnet;
     for (const { type, lease } of batch) {
       const subnet = lease.subnet;
       if (subnet === null) continue; // an IPv6-only lease: nothing the udp backend can carry
       const key = subnet.toString();
-      if (own !== null && subnet.overlaps(own)) {
-        // Another node's lease can hold this node's subnet only for a moment, while two nodes race for it.
-        this.logger.warn(
-          `ignoring the IPv4 subnet ${key} of a lease: it overlaps this node's subnet ${String(own)}`,
-        );
-        continue;
-      }
-      const id = `${key}&${String(lease.ipv6Subnet)}`;
+      if (overlapsOwnSubnet(lease, this.opts.lease, 4, this.logger)) continue;
+      const id = leaseIdentity(lease);
       if (type === "removed") {
         this.logger.info(`Subnet removed: ${key}`);
         if (!this.claims.release(key, (p) => p.lease === id)) continue;

@@ -32,7 +32,7 @@ import type { FdbEntry, KernelEvent, Neighbour, Route, VxlanSpec } from "../../k
 import { NUD_PERMANENT, RT_SCOPE_UNIVERSE, RT_TABLE_MAIN } from "../../kernel/ports.ts";
 import type { Lease, LeaseAttrs, LeaseEvent } from "../../lease/lease.ts";
 import { watchLeaseBatches } from "../../lease/watcher.ts";
-import { Claims } from "../claims.ts";
+import { Claims, overlapsOwnSubnet } from "../claims.ts";
 import type { Logger } from "../../log/logger.ts";
 import { isAbort } from "../../util/sleep.ts";
 import type { NetworkConfig } from "../../config/network-config.ts";
@@ -256,27 +256,24 @@ export class VxlanNetwork implements Network, ReconcileTarget {
   }
 
   /**
+   * The lease's subnet of family `f` that this network programs: null when the lease lacks the family, or
+   * when it overlaps this node's own subnet (overlapsOwnSubnet).
+   */
+  private claimedSubnet(lease: Lease, f: Family): IpNet | null {
+    return familyEnabled(lease, f) && !overlapsOwnSubnet(lease, this.ownLease, f) ? subnetOf(lease, f) : null;
+  }
+
+  /**
    * Whether `peer` was made from `lease` (or from an update of it): it has a VTEP for exactly the lease's
    * subnets, in the families this network handles.
    */
   private isPeerOf(peer: Peer, lease: Lease): boolean {
     for (const { family: f } of this.vteps) {
       const mine = vtepOf(peer, f)?.subnet ?? null;
-      const theirs = familyEnabled(lease, f) && !this.overlapsOwn(lease, f) ? subnetOf(lease, f) : null;
+      const theirs = this.claimedSubnet(lease, f);
       if (mine === null ? theirs !== null : theirs === null || !mine.equals(theirs)) return false;
     }
     return true;
-  }
-
-  /**
-   * Whether the lease's subnet of family `f` overlaps this node's own: such a subnet is never programmed
-   * here (it would take this node's pods' traffic away from cni0). A lease of another node can only hold
-   * one for a moment, while two nodes race for a subnet and the later one gives it back.
-   */
-  private overlapsOwn(lease: Lease, f: Family): boolean {
-    const theirs = subnetOf(lease, f);
-    const own = subnetOf(this.ownLease, f);
-    return theirs !== null && own !== null && theirs.overlaps(own);
   }
 
   /**
@@ -300,7 +297,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       }
       if (ev.type === "removed") {
         for (const { family: f } of this.vteps) {
-          const subnet = familyEnabled(lease, f) && !this.overlapsOwn(lease, f) ? subnetOf(lease, f) : null;
+          const subnet = this.claimedSubnet(lease, f);
           if (subnet === null) continue;
           const k = subnet.toString();
           const cur = this.bySubnet.get(k);
@@ -321,13 +318,7 @@ export class VxlanNetwork implements Network, ReconcileTarget {
       let ok = true;
       for (const vtep of this.vteps) {
         const f = vtep.family;
-        if (!familyEnabled(lease, f)) continue;
-        if (this.overlapsOwn(lease, f)) {
-          this.logger.warn(
-            `ignoring the IPv${f} subnet ${String(subnetOf(lease, f))} of a lease: it overlaps this node's subnet ${String(subnetOf(this.ownLease, f))}`,
-          );
-          continue;
-        }
+        if (!familyEnabled(lease, f) || overlapsOwnSubnet(lease, this.ownLease, f, this.logger)) continue;
         const remote = this.remoteVtep(lease, attrs, f);
         if (remote === undefined) {
           ok = false;

@@ -272,6 +272,13 @@ function ruleKey(chain: string, spec: readonly string[]): string {
   return `${chain}\0${spec.join("\0")}`;
 }
 
+interface ChainListing {
+  /** The chain's rules, as `ruleKey`s. */
+  keys: Set<string>;
+  /** Whether it holds a rule that is none of the set's as flannel writes them. */
+  unexplained: boolean;
+}
+
 /**
  * Which of a rule set's rules exist, from one `iptables -S <chain>` per chain they live in or jump to.
  * Upstream asks `-S <flannel chain>` and `-C <rule>` for every rule: 20 processes per resync with --ip-masq.
@@ -282,13 +289,6 @@ function ruleKey(chain: string, spec: readonly string[]): string {
  * chain that holds only the set's rules (or none) cannot hold another of them. So on a node whose rules are
  * in place, a resync runs one process per chain, and a listing can save processes but never change an answer.
  */
-interface ChainListing {
-  /** The chain's rules, as `ruleKey`s. */
-  keys: Set<string>;
-  /** Whether it holds a rule that is none of the set's as flannel writes them. */
-  unexplained: boolean;
-}
-
 class RuleLookup {
   private readonly chains = new Map<string, ChainListing | null>();
   private readonly known: Set<string>;
